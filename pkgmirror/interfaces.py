@@ -1,0 +1,190 @@
+"""
+The contracts between pkgmirror's layers. Only ``Interface`` classes live here.
+
+Every method that can touch a disk or a network returns a Deferred; its docstring says what the
+Deferred fires with and how it fails. Implementations must not block the reactor thread.
+Nothing here assumes SQLite or a local file system: a PostgreSQL ``IStorage`` and an S3
+``IBlobStore`` are meant to fit behind the same contracts.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class StorageError(Exception):
+    """Base class of the failures storage reports."""
+
+
+class Conflict(StorageError):
+    """A write collided with what is stored (a file name taken by other bytes, a duplicate)."""
+
+
+class NotFound(StorageError):
+    """The thing named does not exist."""
+
+
+class IStorage(Interface):
+    """
+    Metadata: users, indexes, stage files, mirror cache state, server settings.
+
+    Every write is one transaction: it happens whole or not at all. Every method returns a
+    Deferred and runs its queries off the reactor thread.
+    """
+
+    def get_setting(key: str) -> object:
+        """Deferred[str | None]: a server-wide setting (schema version, token secret, uuid)."""
+
+    def put_setting(key: str, value: str) -> object:
+        """Deferred[None]."""
+
+    # users
+    def list_users() -> object:
+        """Deferred[list[User]] in name order."""
+
+    def get_user(name: str) -> object:
+        """Deferred[User | None]."""
+
+    def put_user(user: object) -> object:
+        """Deferred[None]: create or replace the user of that name."""
+
+    def delete_user(name: str) -> object:
+        """
+        Deferred[list[str]]: removes the user and all their indexes (as ``delete_index``), firing
+        with the sha256 of blobs no longer referenced. Fails with NotFound.
+        """
+
+    # indexes
+    def list_indexes() -> object:
+        """Deferred[list[IndexConfig]] ordered by user, then name."""
+
+    def put_index(config: object) -> object:
+        """Deferred[None]: create or replace the index ``config.user/config.name``."""
+
+    def delete_index(user: str, name: str) -> object:
+        """
+        Deferred[list[str]]: removes the index, its stage files and its mirror cache, firing with
+        the sha256 of blobs no other index references any more. Fails with NotFound.
+        """
+
+    # stage files
+    def add_release_file(release_file: object, overwrite: bool) -> object:
+        """
+        Deferred[bool]: stores a ReleaseFile. Fires True when stored, False when the same file
+        name with the same sha256 was there already (nothing changed). When the name is taken by
+        other bytes: replaces it if ``overwrite``, else fails with Conflict.
+        """
+
+    def list_release_files(index: str, project: str | None = None) -> object:
+        """Deferred[list[ReleaseFile]] of one stage (of one project when given)."""
+
+    def get_release_file(index: str, path_key: str, filename: str) -> object:
+        """Deferred[ReleaseFile | None] by the key in its URL."""
+
+    def list_stage_projects(index: str) -> object:
+        """Deferred[list[str]]: normalised names of the projects a stage has files of."""
+
+    def delete_release_files(index: str, project: str, version: str | None = None) -> object:
+        """
+        Deferred[list[str]]: deletes a project's files (of one version when given), firing with
+        the sha256 of blobs no longer referenced anywhere. Fails with NotFound if none matched.
+        """
+
+    def set_yanked(index: str, project: str, version: str, reason: str | None) -> object:
+        """Deferred[int]: yanks (reason "" or text) or un-yanks (None); fires with files changed."""
+
+    # mirror cache
+    def get_mirror_page(index: str, project: str) -> object:
+        """Deferred[MirrorPageState | None]."""
+
+    def put_mirror_page(state: object, files: object) -> object:
+        """
+        Deferred[None]: stores a MirrorPageState and upserts the MirrorFile rows of its links
+        (``files``, a list), keeping what is already known of files still listed (cached bytes,
+        first-seen time).
+        """
+
+    def touch_mirror_page(index: str, project: str, fetched_at: float) -> object:
+        """Deferred[None]: an upstream said 304 Not Modified; the page is fresh again."""
+
+    def list_mirror_pages(index: str) -> object:
+        """Deferred[list[tuple[str, float]]]: (project, fetched_at) of every cached page."""
+
+    def get_mirror_file(index: str, path_key: str, filename: str) -> object:
+        """Deferred[MirrorFile | None]."""
+
+    def set_mirror_file_cached(
+        index: str, path_key: str, filename: str, sha256: str, size: int, upload_time: str
+    ) -> object:
+        """Deferred[None]: the bytes of that mirror file are now in the blob store."""
+
+    def set_mirror_file_metadata(index: str, path_key: str, filename: str, sha256: str) -> object:
+        """Deferred[None]: the core metadata of that file is in the blob store under sha256."""
+
+    def get_mirror_names(index: str) -> object:
+        """Deferred[tuple[list[str], str | None, float] | None]: names, etag, fetched_at."""
+
+    def put_mirror_names(index: str, names: object, etag: str | None, fetched_at: float) -> object:
+        """Deferred[None]: replaces a mirror's upstream name list."""
+
+    def close() -> object:
+        """Deferred[None]: finishes pending work and releases connections."""
+
+
+class ISpool(Interface):
+    """
+    A blob being written: bytes go in as they arrive, nothing is visible until ``commit``.
+
+    ``write`` is cheap and synchronous (it appends to a local temporary file); the hash and size
+    grow as bytes arrive, so the caller can check them before the last byte is released.
+    """
+
+    size = Attribute("int: bytes written so far")
+    path = Attribute("FilePath of the local temporary file, for readers that tail it")
+
+    def write(data: bytes) -> None:
+        """Append bytes."""
+
+    def hexdigest() -> str:
+        """The sha256 of what was written so far."""
+
+    def commit(expected_sha256: str | None = None) -> object:
+        """
+        Deferred[str]: makes the blob durable and visible under its sha256 (fsync, then an
+        atomic rename), firing with the sha256. If ``expected_sha256`` is given and differs,
+        fails with ValueError and nothing is stored.
+        """
+
+    def abort() -> None:
+        """Discard everything written. Safe to call more than once, or after commit."""
+
+
+class IBlobStore(Interface):
+    """Content-addressed bytes (package files, core-metadata files), keyed by sha256 hex."""
+
+    def has(sha256: str) -> object:
+        """Deferred[bool]."""
+
+    def size(sha256: str) -> object:
+        """Deferred[int | None]: the blob's size, None when absent."""
+
+    def local_path(sha256: str) -> object:
+        """
+        FilePath | None, synchronously: where the blob can be read on this machine, if it can.
+        A remote store answers None and readers use ``read``.
+        """
+
+    def read(sha256: str) -> object:
+        """Deferred[bytes]: a small blob whole (core metadata). Fails with NotFound."""
+
+    def new_spool() -> ISpool:
+        """A fresh ISpool."""
+
+    def put_bytes(data: bytes) -> object:
+        """Deferred[str]: stores small bytes, firing with their sha256."""
+
+    def delete(sha256: str) -> object:
+        """Deferred[None]: removes a blob; absent blobs are fine."""
+
+    def discard_stale_spools() -> object:
+        """Deferred[int]: removes temporary files left by a crash; fires with how many."""
