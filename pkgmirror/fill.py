@@ -1,0 +1,112 @@
+"""
+A cache fill: one upstream download of one file, spooled to disk, hash-checked, then committed.
+
+Any number of readers follow a fill while it runs (see ``pkgmirror.web.tail``). They may read
+every byte the spool holds except the last one, which is released only once the whole body has
+arrived and its sha256 matched: a client can never complete a download of bad bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from pkgmirror.interfaces import ISpool
+from pkgmirror.upstream import FileStart
+
+
+class FillFailed(Exception):
+    """The fill ended without a verified file. One-line reason."""
+
+
+class FileFill:
+    """
+    State of one download. ``started`` fires with the upstream's FileStart once it answered
+    200 (or fails); ``finished`` fires with the committed sha256 (or fails with FillFailed).
+    Listeners are called after every change (bytes, verification, failure).
+    """
+
+    def __init__(self, spool: ISpool, expected_sha256: str | None) -> None:
+        self.spool = spool
+        self.expected_sha256 = expected_sha256
+        self.start: FileStart | None = None
+        self.verified = False
+        self.failure: Failure | None = None
+        self.sha256: str | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._started: list[Deferred[FileStart]] = []
+        self._finished: list[Deferred[str]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.verified or self.failure is not None
+
+    @property
+    def readable(self) -> int:
+        """How many bytes readers may send now."""
+        if self.verified:
+            return self.spool.size
+        return max(0, self.spool.size - 1)
+
+    def when_started(self) -> Deferred[FileStart]:
+        d: Deferred[FileStart] = Deferred()
+        if self.start is not None:
+            d.callback(self.start)
+        elif self.failure is not None:
+            d.errback(self.failure)
+        else:
+            self._started.append(d)
+        return d
+
+    def when_finished(self) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        if self.verified and self.sha256 is not None:
+            d.callback(self.sha256)
+        elif self.failure is not None:
+            d.errback(self.failure)
+        else:
+            self._finished.append(d)
+        return d
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    # called by the mirror as the download goes
+    def started(self, start: FileStart) -> None:
+        self.start = start
+        for d in self._started:
+            d.callback(start)
+        self._started.clear()
+
+    def data(self, chunk: bytes) -> None:
+        self.spool.write(chunk)
+        self._notify()
+
+    def succeeded(self, sha256: str) -> None:
+        self.sha256 = sha256
+        self.verified = True
+        self._notify()
+        for d in self._finished:
+            d.callback(sha256)
+        self._finished.clear()
+
+    def failed(self, reason: str) -> None:
+        self.failure = Failure(FillFailed(reason))
+        self.spool.abort()
+        for d in self._started:
+            d.errback(self.failure)
+        self._started.clear()
+        self._notify()
+        for d2 in self._finished:
+            d2.errback(self.failure)
+        self._finished.clear()

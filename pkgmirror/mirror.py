@@ -1,0 +1,430 @@
+"""
+Mirror policy: when to ask the upstream, what to serve when it does not answer, and one
+upstream request per page or file however many clients want it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pkgmirror.coalesce import Coalescer
+from pkgmirror.fill import FileFill
+from pkgmirror.interfaces import IBlobStore, IStorage
+from pkgmirror.model import IndexConfig, Link, MirrorFile, MirrorPageState, ProjectPage, iso_time
+from pkgmirror.names import blob_path_parts
+from pkgmirror.simple.parse import ParseError, parse_project_list, parse_project_page
+from pkgmirror.upstream import FileStart, Upstream, UpstreamError
+
+log = Logger()
+
+
+class Unavailable(Exception):
+    """The upstream is down (or we are offline) and nothing is cached. One-line reason."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class NoUpstream(Exception):
+    """The mirror has no mirror_url configured."""
+
+
+@attrs.frozen
+class MirrorSettings:
+    offline: bool = False
+    default_expiry: int = 1800
+    # How long a request for a stale page waits for revalidation before it gets the stale copy.
+    stale_grace: float = 1.0
+    backoff_min: float = 5.0
+    backoff_max: float = 120.0
+
+
+@attrs.define
+class UpstreamHealth:
+    """Remembers that an upstream is down, so requests stop waiting on it."""
+
+    _clock: IReactorTime
+    _settings: MirrorSettings
+    down_since: float | None = None
+    retry_at: float = 0.0
+    last_error: str | None = None
+    last_ok: float | None = None
+    failures: int = 0
+
+    def is_down(self) -> bool:
+        return self.down_since is not None and self._clock.seconds() < self.retry_at
+
+    def retry_after(self) -> int:
+        return max(1, int(self.retry_at - self._clock.seconds() + 0.999))
+
+    def succeeded(self) -> None:
+        if self.down_since is not None:
+            log.info("upstream is back after {n} failures", n=self.failures)
+        self.down_since = None
+        self.failures = 0
+        self.last_ok = self._clock.seconds()
+
+    def failed(self, reason: str) -> None:
+        now = self._clock.seconds()
+        if self.down_since is None:
+            self.down_since = now
+        self.failures += 1
+        self.last_error = reason
+        backoff = min(
+            self._settings.backoff_max, self._settings.backoff_min * 2 ** (self.failures - 1)
+        )
+        self.retry_at = now + backoff
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": "down" if self.down_since is not None else "up",
+            "down_since": iso_time(self.down_since) if self.down_since else None,
+            "last_error": self.last_error,
+            "failures": self.failures,
+        }
+
+
+def path_key_for(link: Link) -> str:
+    """The ``<3 hex>/<13 hex>`` part of our URL for a mirrored link."""
+    digest = link.sha256 or hashlib.sha256(link.url.encode("utf-8")).hexdigest()
+    a, b = blob_path_parts(digest)
+    return f"{a}/{b}"
+
+
+def file_href(index_key: str, path_key: str, filename: str) -> str:
+    """
+    A file's URL relative to any simple page ``/USER/INDEX/+simple/PROJECT/``: four levels up is
+    the server root, so one href works on every index's pages and behind any outside URL.
+    """
+    return f"../../../../{index_key}/+f/{path_key}/{quote(filename)}"
+
+
+def with_first_seen(page: ProjectPage, previous: ProjectPage | None, now: float) -> ProjectPage:
+    """Links without an upstream upload time get the time we first saw them, kept forever."""
+    seen = {link.filename: link.upload_time for link in previous.links} if previous else {}
+    stamp = iso_time(now)
+    links = [
+        link
+        if link.upload_time
+        else attrs.evolve(link, upload_time=seen.get(link.filename) or stamp)
+        for link in page.links
+    ]
+    return attrs.evolve(page, links=links)
+
+
+def mirror_files(index_key: str, page: ProjectPage) -> list[MirrorFile]:
+    return [
+        MirrorFile(
+            index=index_key,
+            project=page.name,
+            filename=link.filename,
+            path_key=path_key_for(link),
+            url=link.url,
+            sha256=link.sha256,
+            size=link.size,
+            upload_time=link.upload_time,
+        )
+        for link in page.links
+    ]
+
+
+def served_page(index_key: str, page: ProjectPage) -> ProjectPage:
+    """The upstream page with links pointing at our file URLs."""
+    return attrs.evolve(
+        page,
+        links=[
+            attrs.evolve(
+                link,
+                url=file_href(index_key, path_key_for(link), link.filename),
+                origin=index_key,
+            )
+            for link in page.links
+        ],
+    )
+
+
+@attrs.define(eq=False)
+class Mirror:
+    """One mirror index: its cached pages, its upstream's health, its in-flight work."""
+
+    config: IndexConfig
+    _storage: IStorage
+    _blobs: IBlobStore
+    _upstream: Upstream | None
+    _clock: IReactorTime
+    settings: MirrorSettings
+    health: UpstreamHealth = attrs.field(init=False)
+    generation: int = 0
+    _states: dict[str, MirrorPageState] = attrs.field(factory=dict)
+    _served: dict[str, tuple[MirrorPageState, ProjectPage]] = attrs.field(factory=dict)
+    _page_fetches: Coalescer[MirrorPageState] = attrs.field(factory=Coalescer)
+    _name_fetches: Coalescer[list[str]] = attrs.field(factory=Coalescer)
+    fills: dict[tuple[str, str], FileFill] = attrs.field(factory=dict)
+    last_used: dict[str, float] = attrs.field(factory=dict)
+    stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
+
+    def __attrs_post_init__(self) -> None:
+        self.health = UpstreamHealth(self._clock, self.settings)
+
+    @property
+    def key(self) -> str:
+        return self.config.key
+
+    @property
+    def upstream_url(self) -> str | None:
+        return self._upstream.base_url if self._upstream is not None else None
+
+    @property
+    def expiry(self) -> int:
+        if self.config.mirror_cache_expiry is not None:
+            return self.config.mirror_cache_expiry
+        return self.settings.default_expiry
+
+    def is_fresh(self, state: MirrorPageState) -> bool:
+        return self._clock.seconds() < state.fetched_at + self.expiry
+
+    def _no_upstream(self) -> NoUpstream:
+        return NoUpstream(
+            f"mirror {self.key} has no upstream: set its mirror_url "
+            f"(pkgmirror index {self.key} mirror_url=URL) or start with PKGMIRROR_PYPI_URL"
+        )
+
+    def cached_state(self, project: str) -> MirrorPageState | None:
+        """The in-memory state, without I/O (None: not loaded or not known)."""
+        return self._states.get(project)
+
+    def served(self, state: MirrorPageState) -> ProjectPage | None:
+        if state.page is None:
+            return None
+        hit = self._served.get(state.project)
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        page = served_page(self.key, state.page)
+        self._served[state.project] = (state, page)
+        return page
+
+    async def _load(self, project: str) -> MirrorPageState | None:
+        state = self._states.get(project)
+        if state is None:
+            state = await self._storage.get_mirror_page(self.key, project)
+            if state is not None:
+                self._states[project] = state
+        return state
+
+    async def get_state(self, project: str) -> MirrorPageState:
+        """
+        The page state to serve for ``project``: fresh from cache, revalidated, or stale when the
+        upstream fails. Fails with Unavailable when nothing usable is cached and the upstream
+        cannot be had, with NoUpstream when the mirror has no URL.
+        """
+        self.last_used[project] = self._clock.seconds()
+        state = await self._load(project)
+        if state is not None and (self.is_fresh(state) or self.settings.offline):
+            self.stats["hits"] += 1
+            return state
+        if self.settings.offline:
+            raise Unavailable("offline mode: this project was never fetched", 3600)
+        if self._upstream is None:
+            if state is not None:
+                return state
+            raise self._no_upstream()
+        if self.health.is_down():
+            if state is not None:
+                return state
+            raise Unavailable(
+                f"upstream of {self.key} is unreachable ({self.health.last_error})",
+                self.health.retry_after(),
+            )
+        fetch = self._page_fetches.run(project, lambda: self._revalidate(project, state))
+        if state is None:
+            return await fetch
+        # A stale copy exists: give the upstream a short grace, then serve the stale copy and
+        # let the revalidation finish in the background.
+        return await _first_of(fetch, self._clock, self.settings.stale_grace, state)
+
+    async def refresh(self, project: str) -> MirrorPageState:
+        """Revalidate now, ignoring freshness (the refresh button, the refresh loop)."""
+        if self.settings.offline or self._upstream is None:
+            state = await self._load(project)
+            if state is None:
+                raise Unavailable("not fetched and cannot fetch now", 60)
+            return state
+        state = await self._load(project)
+        return await self._page_fetches.run(project, lambda: self._revalidate(project, state))
+
+    async def _revalidate(self, project: str, state: MirrorPageState | None) -> MirrorPageState:
+        assert self._upstream is not None
+        upstream = self._upstream
+        url = upstream.project_url(project)
+        self.stats["upstream_requests"] += 1
+        etag = state.etag if state is not None and state.status == "ok" else None
+        try:
+            response = await upstream.fetch_page(url, etag)
+            now = self._clock.seconds()
+            if response.status == "not_modified" and state is not None:
+                new_state = attrs.evolve(state, fetched_at=now)
+                await self._storage.touch_mirror_page(self.key, project, now)
+            elif response.status == "missing" or response.status == "not_modified":
+                new_state = MirrorPageState(self.key, project, "missing", now)
+                await self._storage.put_mirror_page(new_state, [])
+            else:
+                page = parse_project_page(
+                    response.body, response.content_type, response.url, project
+                )
+                page = with_first_seen(
+                    page, state.page if state is not None else None, time.time()
+                )
+                new_state = MirrorPageState(
+                    self.key,
+                    project,
+                    "ok",
+                    now,
+                    page=page,
+                    etag=response.etag,
+                    serial=response.serial,
+                )
+                if state is None or state.page != page or state.status != "ok":
+                    self.generation += 1
+                await self._storage.put_mirror_page(new_state, mirror_files(self.key, page))
+        except (UpstreamError, ParseError) as e:
+            reason = str(e) or e.__class__.__name__
+            self.health.failed(reason)
+            log.warn("upstream of {index} failed for {project}: {reason}",
+                     index=self.key, project=project, reason=reason)
+            if state is not None:
+                return state
+            raise Unavailable(
+                f"upstream of {self.key} failed: {reason}", self.health.retry_after()
+            ) from None
+        self.health.succeeded()
+        if state is None or state.status != new_state.status:
+            self.generation += 1
+        self._states[project] = new_state
+        return new_state
+
+    async def project_names(self) -> list[str]:
+        """The upstream's project list (cached like pages); [] when it cannot be had."""
+        cached = await self._storage.get_mirror_names(self.key)
+        now = self._clock.seconds()
+        if cached is not None and (now < cached[2] + self.expiry or self.settings.offline):
+            return list(cached[0])
+        if self.settings.offline or self._upstream is None or self.health.is_down():
+            return list(cached[0]) if cached else []
+        upstream = self._upstream
+
+        async def fetch() -> list[str]:
+            try:
+                response = await upstream.fetch_page(upstream.base_url, cached[1] if cached else None)
+                if response.status == "not_modified" and cached is not None:
+                    await self._storage.put_mirror_names(self.key, cached[0], cached[1], now)
+                    return list(cached[0])
+                if response.status != "ok":
+                    return []
+                names = sorted(set(parse_project_list(response.body, response.content_type).names))
+                await self._storage.put_mirror_names(self.key, names, response.etag, now)
+                self.generation += 1
+                return names
+            except (UpstreamError, ParseError) as e:
+                self.health.failed(str(e))
+                return list(cached[0]) if cached else []
+
+        return await self._name_fetches.run("names", fetch)
+
+    async def cached_projects(self) -> list[str]:
+        return [name for name, _ in await self._storage.list_mirror_pages(self.key)]
+
+    # files
+    def start_fill(self, record: MirrorFile) -> FileFill:
+        """The fill under way for that file, or a new one."""
+        key = (record.path_key, record.filename)
+        fill = self.fills.get(key)
+        if fill is not None:
+            return fill
+        if self._upstream is None:
+            raise self._no_upstream()
+        fill = FileFill(self._blobs.new_spool(), record.sha256)
+        self.fills[key] = fill
+        self.stats["upstream_requests"] += 1
+        d = Deferred.fromCoroutine(self._fill(record, fill))
+        d.addBoth(lambda _: self.fills.pop(key, None))
+        return fill
+
+    async def _fill(self, record: MirrorFile, fill: FileFill) -> None:
+        assert self._upstream is not None
+        start: list[FileStart] = []
+
+        def on_start(s: FileStart) -> None:
+            start.append(s)
+            fill.started(s)
+
+        try:
+            await self._upstream.stream_file(record.url, on_start, fill.data)
+        except Exception as e:
+            reason = str(e) or e.__class__.__name__
+            if not start:
+                self.health.failed(reason)
+            log.warn("fetching {url} failed: {reason}", url=record.url, reason=reason)
+            fill.failed(reason)
+            return
+        self.health.succeeded()
+        declared = start[0].length if start else None
+        if declared is not None and declared != fill.spool.size:
+            fill.failed(f"upstream sent {fill.spool.size} of {declared} bytes")
+            return
+        digest = fill.spool.hexdigest()
+        if record.sha256 and digest != record.sha256:
+            log.error(
+                "hash mismatch for {url}: upstream page says {want}, body is {got}",
+                url=record.url, want=record.sha256, got=digest,
+            )
+            fill.failed("the upstream's file does not match its sha256")
+            return
+        fill.succeeded(digest)
+        try:
+            await fill.spool.commit(digest)
+            when = record.upload_time or iso_time(
+                start[0].last_modified if start and start[0].last_modified else time.time()
+            )
+            await self._storage.set_mirror_file_cached(
+                self.key, record.path_key, record.filename, digest, fill.spool.size, when
+            )
+        except Exception:
+            log.failure("storing {url} failed", url=record.url)
+
+
+async def _first_of(
+    work: Deferred[MirrorPageState], clock: IReactorTime, seconds: float, fallback: MirrorPageState
+) -> MirrorPageState:
+    """``work``'s result if it comes within ``seconds``, else ``fallback`` (work goes on)."""
+    result: Deferred[MirrorPageState] = Deferred()
+
+    def ok(value: MirrorPageState) -> None:
+        if not result.called:
+            result.callback(value)
+
+    def bad(_failure: Any) -> None:
+        if not result.called:
+            result.callback(fallback)
+
+    work.addCallbacks(ok, bad)
+    timer = clock.callLater(seconds, lambda: None if result.called else result.callback(fallback))
+    try:
+        return await result
+    finally:
+        if timer.active():
+            timer.cancel()
+
+
+def names_of(states: Iterable[MirrorPageState]) -> list[str]:
+    return sorted(s.project for s in states if s.status == "ok")

@@ -1,0 +1,411 @@
+"""
+The index server's domain state: users, indexes, mirrors, merged pages and their caches.
+
+It holds what every request needs in memory (configs, users, which stage has which project,
+rendered pages) so the hot path does no SQL; storage is written through on every change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pkgmirror import auth
+from pkgmirror.config import (
+    ConfigError,
+    apply_keyvalue_list,
+    check_bases,
+    make_index_config,
+    resolution_order,
+)
+from pkgmirror.interfaces import IBlobStore, IStorage, NotFound
+from pkgmirror.mirror import Mirror, MirrorSettings, NoUpstream, Unavailable
+from pkgmirror.model import IndexConfig, Link, ProjectPage, ReleaseFile, User
+from pkgmirror.names import is_valid_user_or_index_name
+from pkgmirror.stage import Hidden, is_private, merge_pages
+from pkgmirror.upstream import Upstream
+
+log = Logger()
+T = TypeVar("T")
+
+RunInThread = Callable[[Callable[[], T]], "Deferred[T]"]
+
+
+class Refused(Exception):
+    """A request the server refuses: ``code`` is the HTTP status, the message one line."""
+
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@attrs.frozen
+class ServerSettings:
+    mirror: MirrorSettings = MirrorSettings()
+    request_timeout: float = 10.0
+    outside_url: str | None = None
+    token_ttl: int = auth.DEFAULT_TOKEN_TTL
+    max_upload_size: int = 1024**3
+
+
+@attrs.frozen
+class ResolvedPage:
+    """A project page as an index serves it, with what people (not installers) are told."""
+
+    page: ProjectPage
+    hidden: tuple[Hidden, ...]
+    key: tuple[Any, ...]
+
+
+@attrs.define(eq=False)
+class Server:
+    storage: IStorage
+    blobs: IBlobStore
+    clock: IReactorTime
+    http_client: Any
+    run_in_thread: Any
+    settings: ServerSettings = ServerSettings()
+    users: dict[str, User] = attrs.field(factory=dict)
+    indexes: dict[str, IndexConfig] = attrs.field(factory=dict)
+    mirrors: dict[str, Mirror] = attrs.field(factory=dict)
+    stage_projects: dict[str, set[str]] = attrs.field(factory=dict)
+    secret: str = ""
+    uuid: str = ""
+    generation: int = 0
+    started: float = attrs.field(factory=time.time)
+    _release_cache: dict[tuple[str, str], list[ReleaseFile]] = attrs.field(factory=dict)
+    _order_cache: dict[str, list[IndexConfig]] = attrs.field(factory=dict)
+    render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
+        factory=dict
+    )
+    _basic_cache: dict[tuple[str, str], float] = attrs.field(factory=dict)
+    _login_failures: dict[str, list[float]] = attrs.field(factory=dict)
+
+    async def load(self) -> None:
+        """Reads users, indexes and stage project names into memory."""
+        self.secret = await self.storage.get_setting("token_secret") or ""
+        if not self.secret:
+            self.secret = auth.new_secret()
+            await self.storage.put_setting("token_secret", self.secret)
+        self.uuid = await self.storage.get_setting("uuid") or ""
+        if not self.uuid:
+            self.uuid = uuid.uuid4().hex
+            await self.storage.put_setting("uuid", self.uuid)
+        self.users = {u.name: u for u in await self.storage.list_users()}
+        self.indexes = {}
+        for config in await self.storage.list_indexes():
+            self._install_index(config)
+            if not config.is_mirror:
+                self.stage_projects[config.key] = set(
+                    await self.storage.list_stage_projects(config.key)
+                )
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self._order_cache.clear()
+
+    def _install_index(self, config: IndexConfig) -> None:
+        self.indexes[config.key] = config
+        if config.is_mirror:
+            upstream = None
+            if config.mirror_url:
+                upstream = Upstream.for_mirror_url(
+                    self.http_client, self.clock, config.mirror_url,
+                    timeout=self.settings.request_timeout,
+                )
+            old = self.mirrors.get(config.key)
+            mirror = Mirror(
+                config, self.storage, self.blobs, upstream, self.clock, self.settings.mirror
+            )
+            if old is not None and old.config.mirror_url == config.mirror_url:
+                # Keep what the old object learnt (health, loaded pages) across config edits.
+                mirror.health = old.health
+                mirror.last_used = old.last_used
+                mirror.stats = old.stats
+            self.mirrors[config.key] = mirror
+        else:
+            self.mirrors.pop(config.key, None)
+            self.stage_projects.setdefault(config.key, set())
+        self._changed()
+
+    # ---------------------------------------------------------------- users and auth
+    async def check_password(self, name: str, password: str) -> bool:
+        user = self.users.get(name)
+        if user is None:
+            return False
+        cache_key = (name, hashlib.sha256(f"{user.password_hash}\0{password}".encode()).hexdigest())
+        now = self.clock.seconds()
+        if self._basic_cache.get(cache_key, 0) > now:
+            return True
+        ok: bool = await self.run_in_thread(lambda: auth.verify_password(password, user.password_hash))
+        if ok:
+            # Basic auth sends the password on every request (twine): remember a success
+            # briefly instead of paying the KDF each time.
+            if len(self._basic_cache) > 10000:
+                self._basic_cache.clear()
+            self._basic_cache[cache_key] = now + 60
+        return ok
+
+    def login_delay(self, name: str) -> float:
+        """Seconds to hold a failed login's answer: grows with recent failures."""
+        now = self.clock.seconds()
+        recent = [t for t in self._login_failures.get(name, []) if now - t < 300]
+        self._login_failures[name] = recent
+        return min(5.0, 0.25 * 2 ** max(0, len(recent) - 3)) if len(recent) > 3 else 0.0
+
+    def note_login_failure(self, name: str) -> None:
+        self._login_failures.setdefault(name, []).append(self.clock.seconds())
+
+    def make_token(self, name: str) -> str:
+        return auth.make_token(self.secret, name, time.time(), self.settings.token_ttl)
+
+    def check_token(self, token: str) -> auth.TokenCheck:
+        check = auth.check_token(self.secret, token, time.time())
+        if check.user is not None and check.user not in self.users:
+            return auth.TokenCheck(None, "user of this token no longer exists")
+        return check
+
+    async def create_user(self, name: str, password: str, email: str | None = None,
+                          **extra: str | None) -> User:
+        if not is_valid_user_or_index_name(name):
+            raise Refused(400, f"invalid user name {name!r}")
+        if name in self.users:
+            raise Refused(409, f"user {name} exists")
+        pw_hash = await self.run_in_thread(lambda: auth.hash_password(password)) if password else ""
+        user = User(
+            name=name, password_hash=pw_hash, email=email,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            title=extra.get("title"), description=extra.get("description"),
+        )
+        await self.storage.put_user(user)
+        self.users[name] = user
+        return user
+
+    async def modify_user(self, name: str, changes: dict[str, Any]) -> User:
+        user = self.users.get(name)
+        if user is None:
+            raise Refused(404, f"user {name} does not exist")
+        unknown = sorted(set(changes) - {"password", "email", "title", "description"})
+        if unknown:
+            raise Refused(400, f"unknown user keys: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        if "password" in changes:
+            password = str(changes["password"] or "")
+            values["password_hash"] = (
+                await self.run_in_thread(lambda: auth.hash_password(password)) if password else ""
+            )
+        for key in ("email", "title", "description"):
+            if key in changes:
+                values[key] = changes[key]
+        user = attrs.evolve(user, **values)
+        await self.storage.put_user(user)
+        self.users[name] = user
+        self._basic_cache.clear()
+        return user
+
+    async def delete_user(self, name: str) -> None:
+        if name not in self.users:
+            raise Refused(404, f"user {name} does not exist")
+        for key in [k for k, c in self.indexes.items() if c.user == name]:
+            dependants = [c.key for c in self.indexes.values()
+                          if key in c.bases and c.user != name]
+            if dependants:
+                raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
+        unreferenced = await self.storage.delete_user(name)
+        await self._drop_blobs(unreferenced)
+        del self.users[name]
+        for key in [k for k, c in self.indexes.items() if c.user == name]:
+            self.indexes.pop(key)
+            self.mirrors.pop(key, None)
+            self.stage_projects.pop(key, None)
+        self._changed()
+
+    # ---------------------------------------------------------------- indexes
+    async def create_index(self, user: str, name: str, raw: dict[str, Any]) -> IndexConfig:
+        if user not in self.users:
+            raise Refused(404, f"user {user} does not exist")
+        key = f"{user}/{name}"
+        if key in self.indexes:
+            raise Refused(409, f"index {key} exists")
+        try:
+            config = make_index_config(user, name, raw)
+            check_bases(config, self.indexes)
+        except ConfigError as e:
+            raise Refused(400, str(e)) from None
+        await self.storage.put_index(config)
+        self._install_index(config)
+        return config
+
+    async def modify_index(self, key: str, raw: dict[str, Any] | list[str]) -> IndexConfig:
+        existing = self.indexes.get(key)
+        if existing is None:
+            raise Refused(404, f"index {key} does not exist")
+        try:
+            values = apply_keyvalue_list(existing, raw) if isinstance(raw, list) else dict(raw)
+            values.pop("projects", None)
+            if values.get("type") == existing.type:
+                values.pop("type")
+            config = make_index_config(existing.user, existing.name, values, existing)
+            others = dict(self.indexes)
+            others[key] = config
+            check_bases(config, others)
+        except ConfigError as e:
+            raise Refused(400, str(e)) from None
+        await self.storage.put_index(config)
+        self._install_index(config)
+        return config
+
+    async def delete_index(self, key: str) -> None:
+        config = self.indexes.get(key)
+        if config is None:
+            raise Refused(404, f"index {key} does not exist")
+        dependants = [c.key for c in self.indexes.values() if key in c.bases]
+        if dependants:
+            raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
+        unreferenced = await self.storage.delete_index(config.user, config.name)
+        await self._drop_blobs(unreferenced)
+        self.indexes.pop(key)
+        self.mirrors.pop(key, None)
+        self.stage_projects.pop(key, None)
+        self._changed()
+
+    async def _drop_blobs(self, shas: list[str]) -> None:
+        for sha in shas:
+            try:
+                await self.blobs.delete(sha)
+            except Exception:
+                log.failure("could not delete blob {sha}", sha=sha)
+
+    def order(self, key: str) -> list[IndexConfig]:
+        order = self._order_cache.get(key)
+        if order is None:
+            order = resolution_order(key, self.indexes)
+            self._order_cache[key] = order
+        return order
+
+    # ---------------------------------------------------------------- stage files
+    async def release_files(self, index: str, project: str) -> list[ReleaseFile]:
+        cache_key = (index, project)
+        files = self._release_cache.get(cache_key)
+        if files is None:
+            if project in self.stage_projects.get(index, ()):
+                files = await self.storage.list_release_files(index, project)
+            else:
+                files = []
+            self._release_cache[cache_key] = files
+        return files
+
+    def release_files_changed(self, index: str, project: str, present: bool) -> None:
+        self._release_cache.pop((index, project), None)
+        projects = self.stage_projects.setdefault(index, set())
+        if present:
+            projects.add(project)
+        else:
+            projects.discard(project)
+        self._changed()
+
+    def stage_page(self, index: str, project: str, files: list[ReleaseFile]) -> ProjectPage | None:
+        if not files:
+            return None
+        links = [
+            Link(
+                filename=f.filename,
+                url=f"../../../../{index}/+f/{f.path_key}/{f.filename}",
+                hashes={"sha256": f.sha256},
+                requires_python=f.requires_python,
+                yanked=f.yanked,
+                core_metadata={"sha256": f.metadata_sha256} if f.metadata_sha256 else None,
+                size=f.size,
+                upload_time=f.upload_time,
+                origin=index,
+            )
+            for f in files
+        ]
+        return ProjectPage(name=project, links=links)
+
+    # ---------------------------------------------------------------- pages
+    async def project_page(self, key: str, project: str, *, fetch: bool = True) -> ResolvedPage:
+        """
+        The page ``key`` serves for ``project``. Fails with Refused(404) when no index in the
+        order has it, Refused(503) when an upstream that might have it cannot be asked.
+        """
+        order = self.order(key)
+        if not order:
+            raise Refused(404, f"index {key} does not exist")
+        private = is_private(order, project)
+        pages: list[ProjectPage | None] = []
+        versions: list[Any] = [self.generation]
+        unavailable: Unavailable | None = None
+        no_upstream: NoUpstream | None = None
+        for config in order:
+            if config.is_mirror:
+                mirror = self.mirrors[config.key]
+                if private is not None or not fetch:
+                    pages.append(None)
+                    continue
+                try:
+                    state = await mirror.get_state(project)
+                except Unavailable as e:
+                    unavailable = unavailable or e
+                    pages.append(None)
+                    continue
+                except NoUpstream as e:
+                    no_upstream = no_upstream or e
+                    pages.append(None)
+                    continue
+                versions.append((mirror.generation, id(state)))
+                pages.append(mirror.served(state))
+            else:
+                files = await self.release_files(config.key, project)
+                pages.append(self.stage_page(config.key, project, files))
+        merged, hidden = merge_pages(project, order, pages, time.time())
+        if order[0].min_release_age:
+            versions.append(int(time.time() // 60))
+        if not merged.links and all(p is None for p in pages):
+            if unavailable is not None:
+                raise Refused(
+                    503,
+                    f"{project}: {unavailable.reason}",
+                    {"Retry-After": str(unavailable.retry_after)},
+                )
+            if no_upstream is not None and len(order) == 1:
+                raise Refused(404, str(no_upstream))
+            if private is not None:
+                raise Refused(
+                    404, f"{project} is private on {key} (pattern {private!r}); no mirror is asked"
+                )
+            raise Refused(404, f"project {project} not found on {key}")
+        return ResolvedPage(merged, tuple(hidden), (key, project, *versions))
+
+    async def project_names(self, key: str) -> list[str]:
+        """Every project the index and its bases list, de-duplicated and sorted."""
+        names: set[str] = set()
+        for config in self.order(key):
+            if config.is_mirror:
+                mirror = self.mirrors[config.key]
+                if config.mirror_no_project_list:
+                    names.update(await mirror.cached_projects())
+                else:
+                    names.update(await mirror.project_names())
+            else:
+                names.update(self.stage_projects.get(config.key, ()))
+        return sorted(names)
+
+    def own_projects(self, key: str) -> list[str]:
+        return sorted(self.stage_projects.get(key, ()))
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+__all__ = ["NotFound", "Refused", "ResolvedPage", "Server", "ServerSettings"]

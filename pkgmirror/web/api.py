@@ -1,0 +1,343 @@
+"""
+devpi's JSON management API: users, indexes, login, ``+api``, project and version data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from pkgmirror.config import index_config_json
+from pkgmirror.model import IndexConfig, Link, User
+from pkgmirror.names import (
+    is_valid_project_name,
+    is_valid_user_or_index_name,
+    normalize,
+    parse_dist_filename,
+    version_sort_key,
+)
+from pkgmirror.server import Refused, Server
+from pkgmirror.web.util import (
+    AsyncResource,
+    absolute,
+    authenticated_user,
+    envelope,
+    read_json,
+)
+
+FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
+
+
+def user_json(server: Server, user: User, with_indexes: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {"username": user.name}
+    for key in ("email", "created", "title", "description"):
+        value = getattr(user, key)
+        if value is not None:
+            data[key] = value
+    if with_indexes:
+        data["indexes"] = {
+            c.name: index_config_json(c) for c in server.indexes.values() if c.user == user.name
+        }
+    return data
+
+
+async def require_user(request: Request, server: Server) -> str:
+    user = await authenticated_user(request, server)
+    if user is None:
+        raise Refused(401, "authentication required: log in first",
+                      {"WWW-Authenticate": 'Basic realm="pkgmirror"'})
+    return user
+
+
+async def require_owner(request: Request, server: Server, owner: str, what: str) -> str:
+    user = await require_user(request, server)
+    if user != owner and user != "root":
+        raise Refused(403, f"no permission to {what}")
+    return user
+
+
+async def authstatus(request: Request, server: Server) -> list[Any]:
+    try:
+        user = await authenticated_user(request, server)
+    except Refused:
+        return ["expired", "", []]
+    return ["ok", user, []] if user else ["noauth", "", []]
+
+
+class ApiResource(AsyncResource):
+    """``/+api`` and ``/USER/INDEX/+api``: where a client finds login, simple and upload URLs."""
+
+    def __init__(self, server: Server, index: IndexConfig | None = None) -> None:
+        super().__init__(server)
+        self.index = index
+
+    async def handle_GET(self, request: Request) -> bytes:
+        result: dict[str, Any] = {
+            "login": absolute(request, self.server, "+login"),
+            "authstatus": await authstatus(request, self.server),
+            "features": FEATURES,
+        }
+        if self.index is not None:
+            key = self.index.key
+            result["index"] = absolute(request, self.server, key)
+            result["simpleindex"] = absolute(request, self.server, f"{key}/+simple/")
+            if not self.index.is_mirror:
+                result["pypisubmit"] = absolute(request, self.server, f"{key}/")
+        return envelope(request, "apiconfig", result)
+
+
+class LoginResource(AsyncResource):
+    async def handle_POST(self, request: Request) -> bytes:
+        body = read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not isinstance(
+            body.get("password", ""), str
+        ):
+            raise Refused(400, 'expected {"user": NAME, "password": PASSWORD}')
+        name, password = body["user"], body.get("password", "")
+        delay = self.server.login_delay(name)
+        if delay:
+            await _sleep(self.server, delay)
+        if not await self.server.check_password(name, password):
+            self.server.note_login_failure(name)
+            raise Refused(401, f"user {name!r} could not be authenticated")
+        token = self.server.make_token(name)
+        return envelope(
+            request, "proxyauth",
+            {"password": token, "expiration": self.server.settings.token_ttl},
+            message="login successful",
+        )
+
+
+async def _sleep(server: Server, seconds: float) -> None:
+    from twisted.internet.task import deferLater
+
+    await deferLater(server.clock, seconds, lambda: None)  # type: ignore[arg-type]
+
+
+class RootListResource(AsyncResource):
+    """``GET /``: every user with their indexes."""
+
+    async def handle_GET(self, request: Request) -> bytes:
+        return envelope(
+            request, "list:userconfig",
+            {u.name: user_json(self.server, u) for u in self.server.users.values()},
+        )
+
+
+class UserResource(AsyncResource):
+    """``/USER``: read, create (PUT), modify (PATCH), delete."""
+
+    isLeaf = False
+
+    def __init__(self, server: Server, name: str) -> None:
+        super().__init__(server)
+        self.name = name
+
+    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+        from pkgmirror.web.root import index_child
+
+        return index_child(self.server, self.name, path, request)
+
+    def _user(self) -> User:
+        user = self.server.users.get(self.name)
+        if user is None:
+            raise Refused(404, f"user {self.name} does not exist")
+        return user
+
+    async def handle_GET(self, request: Request) -> bytes:
+        return envelope(request, "userconfig", user_json(self.server, self._user()))
+
+    async def handle_PUT(self, request: Request) -> bytes:
+        if not is_valid_user_or_index_name(self.name):
+            raise Refused(400, f"invalid user name {self.name!r}")
+        body = read_json(request)
+        if not isinstance(body, dict):
+            raise Refused(400, "expected a JSON object")
+        unknown = sorted(set(body) - {"password", "email", "title", "description", "pwhash"})
+        if unknown:
+            raise Refused(400, f"unknown user keys: {', '.join(unknown)}")
+        user = await self.server.create_user(
+            self.name, str(body.get("password") or ""), body.get("email"),
+            title=body.get("title"), description=body.get("description"),
+        )
+        return envelope(request, "userconfig", user_json(self.server, user), code=201)
+
+    async def handle_PATCH(self, request: Request) -> bytes:
+        self._user()
+        await require_owner(request, self.server, self.name, f"modify user {self.name}")
+        body = read_json(request)
+        if not isinstance(body, dict):
+            raise Refused(400, "expected a JSON object")
+        user = await self.server.modify_user(self.name, body)
+        return envelope(request, "userconfig", user_json(self.server, user))
+
+    async def handle_DELETE(self, request: Request) -> bytes:
+        self._user()
+        await require_owner(request, self.server, self.name, f"delete user {self.name}")
+        if self.name == "root":
+            raise Refused(403, "user root cannot be deleted")
+        await self.server.delete_user(self.name)
+        return envelope(request, "userconfig", {}, message=f"user {self.name} deleted")
+
+
+class IndexResource(AsyncResource):
+    """``/USER/INDEX``: read, create (PUT), modify (PATCH), delete."""
+
+    isLeaf = False
+
+    def __init__(self, server: Server, user: str, name: str) -> None:
+        super().__init__(server)
+        self.user = user
+        self.name = name
+        self.key = f"{user}/{name}"
+
+    def _config(self) -> IndexConfig:
+        config = self.server.indexes.get(self.key)
+        if config is None:
+            raise Refused(404, f"index {self.key} does not exist")
+        return config
+
+    async def _json(self, request: Request, config: IndexConfig) -> bytes:
+        result = index_config_json(config)
+        if b"no_projects" not in (request.args or {}):
+            if config.is_mirror:
+                result["projects"] = await self.server.mirrors[config.key].cached_projects()
+            else:
+                result["projects"] = self.server.own_projects(config.key)
+        return envelope(request, "indexconfig", result)
+
+    async def handle_GET(self, request: Request) -> bytes:
+        return await self._json(request, self._config())
+
+    async def handle_PUT(self, request: Request) -> bytes:
+        if self.user not in self.server.users:
+            raise Refused(404, f"user {self.user} does not exist")
+        await require_owner(request, self.server, self.user, f"create index {self.key}")
+        body = read_json(request)
+        if not isinstance(body, dict):
+            raise Refused(400, "expected a JSON object of index settings")
+        config = await self.server.create_index(self.user, self.name, body)
+        return await self._json(request, config)
+
+    async def handle_PATCH(self, request: Request) -> bytes:
+        self._config()
+        await require_owner(request, self.server, self.user, f"modify index {self.key}")
+        body = read_json(request)
+        if not isinstance(body, dict | list):
+            raise Refused(400, "expected a JSON object or a list of key=value strings")
+        config = await self.server.modify_index(self.key, body)
+        return await self._json(request, config)
+
+    async def handle_DELETE(self, request: Request) -> bytes:
+        self._config()
+        await require_owner(request, self.server, self.user, f"delete index {self.key}")
+        await self.server.delete_index(self.key)
+        return envelope(request, "indexconfig", {}, code=201, message=f"index {self.key} deleted")
+
+
+def link_json(request: Request, server: Server, index_key: str, link: Link) -> dict[str, Any]:
+    # Page hrefs are relative to /U/I/+simple/P/; an absolute URL for API clients.
+    href = link.url
+    if href.startswith("../../../../"):
+        href = absolute(request, server, href[len("../../../../"):])
+    data: dict[str, Any] = {"rel": "releasefile", "href": href}
+    if link.sha256:
+        data["hash_spec"] = f"sha256={link.sha256}"
+    data["hashes"] = dict(link.hashes)
+    if link.requires_python:
+        data["requires_python"] = link.requires_python
+    if link.yanked is not None:
+        data["yanked"] = link.yanked or True
+    if link.size is not None:
+        data["size"] = link.size
+    if link.upload_time:
+        data["upload_time"] = link.upload_time
+    data["log"] = []
+    data["index"] = link.origin or index_key
+    return data
+
+
+class ProjectResource(AsyncResource):
+    """``/USER/INDEX/PROJECT[/VERSION]``: project and version data; deletion."""
+
+    def __init__(self, server: Server, index: IndexConfig) -> None:
+        super().__init__(server)
+        self.index = index
+
+    def _path(self, request: Request) -> tuple[str, str | None]:
+        parts = [p.decode("utf-8", "replace") for p in request.prepath[-1:] + request.postpath]
+        parts = [p for p in parts if p != ""]
+        if not parts or len(parts) > 2 or not is_valid_project_name(parts[0]):
+            raise Refused(404, "no such project")
+        return normalize(parts[0]), parts[1] if len(parts) == 2 else None
+
+    async def _versions(self, request: Request, project: str) -> dict[str, dict[str, Any]]:
+        ignore_bases = b"ignore_bases" in (request.args or {})
+        if ignore_bases or not self.index.is_mirror and False:
+            pass
+        versions: dict[str, dict[str, Any]] = {}
+        if ignore_bases and not self.index.is_mirror:
+            files = await self.server.release_files(self.index.key, project)
+            for f in files:
+                entry = versions.setdefault(f.version, {"name": project, "version": f.version})
+                for k, v in f.metadata.items():
+                    entry.setdefault(k, v)
+            page = self.server.stage_page(self.index.key, project, files)
+            links = page.links if page is not None else ()
+        else:
+            resolved = await self.server.project_page(self.index.key, project)
+            links = resolved.page.links
+            for config in self.server.order(self.index.key):
+                if not config.is_mirror:
+                    for f in await self.server.release_files(config.key, project):
+                        entry = versions.setdefault(
+                            f.version, {"name": project, "version": f.version}
+                        )
+                        for k, v in f.metadata.items():
+                            entry.setdefault(k, v)
+        for link in links:
+            parsed = parse_dist_filename(link.filename)
+            version = parsed[1] if parsed else "unknown"
+            entry = versions.setdefault(version, {"name": project, "version": version})
+            entry.setdefault("+links", []).append(
+                link_json(request, self.server, self.index.key, link)
+            )
+        return dict(sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True))
+
+    async def handle_GET(self, request: Request) -> bytes:
+        project, version = self._path(request)
+        versions = await self._versions(request, project)
+        if version is None:
+            return envelope(request, "projectconfig", versions)
+        if version not in versions:
+            raise Refused(404, f"version {version} of {project} not found on {self.index.key}")
+        return envelope(request, "versiondata", versions[version])
+
+    async def handle_DELETE(self, request: Request) -> bytes:
+        project, version = self._path(request)
+        await require_owner(request, self.server, self.index.user,
+                            f"delete from {self.index.key}")
+        if self.index.is_mirror:
+            raise Refused(405, "deleting from a mirror is not supported yet")
+        if not self.index.volatile:
+            what = f"version {version}" if version else "project"
+            raise Refused(403, f"cannot delete {what} on non-volatile index {self.index.key}")
+        try:
+            unreferenced = await self.server.storage.delete_release_files(
+                self.index.key, project, version
+            )
+        except Exception as e:
+            if e.__class__.__name__ == "NotFound":
+                raise Refused(404, f"{project} {version or ''} not found on {self.index.key}")
+            raise
+        remaining = await self.server.storage.list_release_files(self.index.key, project)
+        self.server.release_files_changed(self.index.key, project, bool(remaining))
+        for sha in unreferenced:
+            await self.server.blobs.delete(sha)
+        what = f"version {version!r}" if version else ""
+        return envelope(request, "actionlog", [],
+                        message=f"project {project} {what} deleted".replace("  ", " "),
+                        when=time.time())

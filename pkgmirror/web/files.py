@@ -1,0 +1,208 @@
+"""
+``/USER/INDEX/+f/<3 hex>/<13 hex>/<filename>``: package files and their ``.metadata``.
+
+Stored files go out through ``twisted.web.static.File`` (Range, HEAD, If-Modified-Since, a pull
+producer). Mirror files not cached yet are streamed from their cache fill as it downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import treq
+from twisted.python.filepath import FilePath
+from twisted.web import static
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pkgmirror.fill import FillFailed
+from pkgmirror.metadata import extract_core_metadata
+from pkgmirror.mirror import Mirror
+from pkgmirror.model import IndexConfig, MirrorFile
+from pkgmirror.names import is_safe_path_segment
+from pkgmirror.server import Refused, Server
+from pkgmirror.upstream import split_credentials
+from pkgmirror.web.tail import TailProducer
+from pkgmirror.web.util import AsyncResource, wants_json
+
+IMMUTABLE = b"max-age=365000000, immutable, public"
+METADATA_SUFFIX = ".metadata"
+
+
+class _BlobFile(static.File):
+    # Blob paths have no extension; never let a .gz-looking name turn into Content-Encoding.
+    contentEncodings: dict[str, str] = {}
+
+
+def serve_path(request: Request, path: FilePath[Any], content_type: str) -> None:
+    """Hands the request to static.File, which finishes it (now, or through its producer)."""
+    request.setHeader(b"Cache-Control", IMMUTABLE)
+    request.setHeader(b"Accept-Ranges", b"bytes")
+    resource = _BlobFile(path.path, defaultType=content_type)
+    resource.type = content_type
+    resource.encoding = None
+    body = resource.render(request)
+    if body is NOT_DONE_YET:
+        return
+    if body:
+        request.write(body)
+    request.finish()
+
+
+class FilesResource(AsyncResource):
+    def __init__(self, server: Server, index: IndexConfig) -> None:
+        super().__init__(server)
+        self.index = index
+
+    def _parse(self, request: Request) -> tuple[str, str]:
+        parts = [p.decode("utf-8", "replace") for p in request.postpath]
+        if len(parts) != 3 or not all(is_safe_path_segment(p) for p in parts):
+            raise Refused(404, "no such file")
+        a, b, filename = parts
+        if len(a) != 3 or len(b) != 13 or not all(c in "0123456789abcdef" for c in a + b):
+            raise Refused(404, "no such file")
+        return f"{a}/{b}", filename
+
+    async def handle_GET(self, request: Request) -> bytes | None:
+        path_key, filename = self._parse(request)
+        metadata = filename.endswith(METADATA_SUFFIX)
+        if metadata:
+            filename = filename[: -len(METADATA_SUFFIX)]
+        mirror = self.server.mirrors.get(self.index.key)
+        if mirror is None:
+            return await self._stage_file(request, path_key, filename, metadata)
+        return await self._mirror_file(request, mirror, path_key, filename, metadata)
+
+    async def _serve_blob(self, request: Request, sha256: str, content_type: str) -> bool:
+        path = self.server.blobs.local_path(sha256)
+        if path is None:
+            return False
+        serve_path(request, path, content_type)
+        return True
+
+    async def _stage_file(
+        self, request: Request, path_key: str, filename: str, metadata: bool
+    ) -> bytes | None:
+        record = await self.server.storage.get_release_file(self.index.key, path_key, filename)
+        if record is None:
+            raise Refused(404, f"no file {filename} on {self.index.key}")
+        if wants_json(request) and not metadata:
+            return _file_json(request, record.project, record.version, record.sha256)
+        sha = record.metadata_sha256 if metadata else record.sha256
+        if sha is None:
+            raise Refused(404, f"no core metadata for {filename}")
+        if await self._serve_blob(request, sha, _type(metadata)):
+            return None
+        raise Refused(404, f"the bytes of {filename} are missing from the store")
+
+    async def _mirror_file(
+        self, request: Request, mirror: Mirror, path_key: str, filename: str, metadata: bool
+    ) -> bytes | None:
+        record = await self.server.storage.get_mirror_file(self.index.key, path_key, filename)
+        if record is None:
+            raise Refused(404, f"no file {filename} on {self.index.key}")
+        if metadata:
+            return await self._mirror_metadata(request, mirror, record)
+        if record.cached_sha256 and await self._serve_blob(
+            request, record.cached_sha256, "application/octet-stream"
+        ):
+            mirror.stats["hits"] += 1
+            return None
+        if self.index.mirror_use_external_urls:
+            url, _auth = split_credentials(record.url)
+            request.setResponseCode(302)
+            request.setHeader(b"Location", record.url.encode("utf-8"))
+            return b""
+        if mirror.settings.offline:
+            raise Refused(503, f"offline mode: {filename} was never cached",
+                          {"Retry-After": "3600"})
+        if mirror.health.is_down() and (record.path_key, record.filename) not in mirror.fills:
+            raise Refused(
+                503,
+                f"upstream of {self.index.key} is unreachable ({mirror.health.last_error})",
+                {"Retry-After": str(mirror.health.retry_after())},
+            )
+        fill = mirror.start_fill(record)
+        try:
+            start = await fill.when_started()
+        except FillFailed as e:
+            raise Refused(502, f"could not fetch {filename} from the upstream: {e}") from None
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        if start.length is not None:
+            request.setHeader(b"Content-Length", str(start.length).encode())
+        if request.method == b"HEAD":
+            request.finish()
+            return None
+        producer = TailProducer.open(request, fill)
+        if producer is None:
+            # The fill committed between our look-up and now: the blob is there.
+            await fill.when_finished()
+            if fill.sha256 and await self._serve_blob(request, fill.sha256, "application/octet-stream"):
+                return None
+            raise Refused(502, f"could not fetch {filename}")
+        producer.start()
+        return None
+
+    async def _mirror_metadata(
+        self, request: Request, mirror: Mirror, record: MirrorFile
+    ) -> bytes | None:
+        if record.metadata_sha256 and await self._serve_blob(
+            request, record.metadata_sha256, _type(True)
+        ):
+            return None
+        data = await self._metadata_from_cached_wheel(record)
+        if data is None and mirror.config.mirror_url and not mirror.settings.offline:
+            data = await self._metadata_from_upstream(mirror, record)
+        if data is None:
+            raise Refused(404, f"no core metadata for {record.filename}")
+        sha = await self.server.blobs.put_bytes(data)
+        await self.server.storage.set_mirror_file_metadata(
+            self.index.key, record.path_key, record.filename, sha
+        )
+        await self._serve_blob(request, sha, _type(True))
+        return None
+
+    async def _metadata_from_cached_wheel(self, record: MirrorFile) -> bytes | None:
+        if not record.cached_sha256 or not record.filename.endswith(".whl"):
+            return None
+        path = self.server.blobs.local_path(record.cached_sha256)
+        if path is None:
+            return None
+        result: bytes | None = await self.server.run_in_thread(
+            lambda: extract_core_metadata(path.path, record.filename)
+        )
+        return result
+
+    async def _metadata_from_upstream(self, mirror: Mirror, record: MirrorFile) -> bytes | None:
+        state = mirror.cached_state(record.project)
+        link = None
+        if state is not None and state.page is not None:
+            link = next((x for x in state.page.links if x.filename == record.filename), None)
+        if link is None or link.core_metadata is None:
+            return None
+        url, auth = split_credentials(record.url + METADATA_SUFFIX)
+        headers = {"Authorization": auth} if auth else {}
+        try:
+            response = await self.server.http_client.get(url, headers=headers, timeout=10)
+            if response.code != 200:
+                return None
+            data: bytes = await treq.content(response)
+        except Exception:
+            return None
+        want = link.core_metadata.get("sha256")
+        if want and hashlib.sha256(data).hexdigest() != want:
+            return None
+        return data
+
+
+def _type(metadata: bool) -> str:
+    return "text/plain; charset=utf-8" if metadata else "application/octet-stream"
+
+
+def _file_json(request: Request, project: str, version: str, sha256: str) -> bytes:
+    from pkgmirror.web.util import envelope
+
+    return envelope(request, "releasefilemeta", {
+        "hash_spec": f"sha256={sha256}", "hashes": {"sha256": sha256},
+        "project": project, "version": version,
+    })

@@ -1,0 +1,100 @@
+"""
+The URL space, assembled here and nowhere else::
+
+    /                       users and their indexes          (api.RootListResource)
+    /+api /+login /+status /+health/live /+health/ready
+    /USER                   user config                       (api.UserResource)
+    /USER/INDEX             index config, uploads (POST .../) (api.IndexResource)
+    /USER/INDEX/+api
+    /USER/INDEX/+simple/... simple pages                      (simple.SimpleResource)
+    /USER/INDEX/+f/...      files                             (files.FilesResource)
+    /USER/INDEX/PROJECT[/VERSION]                             (api.ProjectResource)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from pkgmirror.names import is_safe_path_segment, is_valid_user_or_index_name
+from pkgmirror.server import Server
+from pkgmirror.web import api
+from pkgmirror.web.files import FilesResource
+from pkgmirror.web.simple import SimpleResource
+from pkgmirror.web.status import HealthResource, StatusResource
+from pkgmirror.web.util import ErrorResource, RedirectResource
+
+# Extra children of an index, by path segment (uploads and web pages plug in here).
+INDEX_EXTRAS: dict[bytes, Any] = {}
+# The handler of POST /USER/INDEX/ (the legacy upload API), set by the uploads module.
+UPLOAD_HANDLER: list[Any] = []
+
+
+class Root(Resource):
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+        self.putChild(b"+api", api.ApiResource(server))
+        self.putChild(b"+login", api.LoginResource(server))
+        self.putChild(b"+status", StatusResource(server))
+        self.putChild(b"+health", HealthResource(server))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+        if path == b"":
+            return api.RootListResource(self.server)
+        name = path.decode("utf-8", "replace")
+        if not is_safe_path_segment(name) or name.startswith("+"):
+            return ErrorResource(self.server, 404, "no such page")
+        return api.UserResource(self.server, name)
+
+
+class IndexSlash(Resource):
+    """``/USER/INDEX/``: the upload endpoint for POST (no redirect: twine aborts on one)."""
+
+    isLeaf = True
+
+    def __init__(self, server: Server, user: str, name: str) -> None:
+        super().__init__()
+        self.server = server
+        self.user = user
+        self.name = name
+
+    def render(self, request: Request) -> Any:  # type: ignore[override]
+        if request.method == b"POST" and UPLOAD_HANDLER:
+            return UPLOAD_HANDLER[0](self.server, self.user, self.name).render(request)
+        if request.method == b"POST":
+            return ErrorResource(self.server, 501, "uploads are not supported yet").render(request)
+        return RedirectResource(self.server, f"{self.user}/{self.name}").render(request)
+
+
+def index_child(server: Server, user: str, path: bytes, request: Request) -> Resource:
+    """The child of ``/USER`` named ``path``: an index (existing or to be created)."""
+    name = path.decode("utf-8", "replace")
+    if path == b"":
+        return api.UserResource(server, user)
+    if not is_valid_user_or_index_name(name):
+        return ErrorResource(server, 404, f"invalid index name {name[:80]!r}")
+    return _IndexNode(server, user, name)
+
+
+class _IndexNode(api.IndexResource):
+    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+        config = self.server.indexes.get(self.key)
+        if path == b"":
+            return IndexSlash(self.server, self.user, self.name)
+        if config is None:
+            return ErrorResource(self.server, 404, f"index {self.key} does not exist")
+        if path == b"+simple":
+            return SimpleResource(self.server, config)
+        if path == b"+f":
+            return FilesResource(self.server, config)
+        if path == b"+api":
+            return api.ApiResource(self.server, config)
+        extra = INDEX_EXTRAS.get(path)
+        if extra is not None:
+            return extra(self.server, config)
+        if path.startswith(b"+"):
+            return ErrorResource(self.server, 404, "no such page")
+        return api.ProjectResource(self.server, config)

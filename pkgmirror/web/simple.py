@@ -1,0 +1,145 @@
+"""
+``/USER/INDEX/+simple/`` and ``/USER/INDEX/+simple/PROJECT/``: what pip and uv read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from twisted.web.server import Request
+
+from pkgmirror.mirror import Unavailable
+from pkgmirror.model import IndexConfig
+from pkgmirror.names import is_valid_project_name, normalize
+from pkgmirror.server import Refused, Server
+from pkgmirror.simple import negotiate as neg
+from pkgmirror.simple.render import (
+    render_list_html,
+    render_list_json,
+    render_project_html,
+    render_project_json,
+)
+from pkgmirror.web.util import AsyncResource, absolute
+
+# Cached pages must be revalidated on every use (a cheap 304) so uploads and yanks show at once.
+PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
+_RENDER_CACHE_LIMIT = 20000
+
+
+def _choose(request: Request) -> str:
+    accept = request.getHeader(b"accept")
+    fmt = request.args.get(b"format", [None])[0] if request.args else None
+    chosen = neg.negotiate(
+        accept.decode("latin-1") if accept else None,
+        fmt.decode("latin-1") if fmt else None,
+    )
+    if chosen is None:
+        raise Refused(
+            406,
+            "none of the offered types is acceptable: use application/vnd.pypi.simple.v1+json, "
+            "application/vnd.pypi.simple.v1+html or text/html",
+        )
+    return chosen
+
+
+def _cached_render(
+    server: Server, key: tuple[Any, ...], fmt: str, make: Callable[[], bytes]
+) -> tuple[bytes, str]:
+    cache_key = (key[0], key[1], fmt)
+    hit = server.render_cache.get(cache_key)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    body = make()
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    if len(server.render_cache) > _RENDER_CACHE_LIMIT:
+        server.render_cache.clear()
+    server.render_cache[cache_key] = (key, body, etag)
+    return body, etag
+
+
+def _answer(request: Request, body: bytes, etag: str, fmt: str) -> bytes:
+    request.setHeader(b"Content-Type", _content_type(fmt))
+    request.setHeader(b"Vary", b"Accept")
+    request.setHeader(b"ETag", etag.encode())
+    request.setHeader(b"Cache-Control", PAGE_CACHE_CONTROL)
+    inm = request.getHeader(b"if-none-match")
+    if inm and etag.encode() in [t.strip() for t in inm.split(b",")]:
+        request.setResponseCode(304)
+        return b""
+    return body
+
+
+def _content_type(fmt: str) -> bytes:
+    if fmt == neg.JSON_V1:
+        return fmt.encode()
+    return f"{fmt}; charset=utf-8".encode()
+
+
+class SimpleResource(AsyncResource):
+    """Everything below ``/USER/INDEX/+simple``; ``request.postpath`` names the rest."""
+
+    def __init__(self, server: Server, index: IndexConfig) -> None:
+        super().__init__(server)
+        self.index = index
+
+    async def handle_GET(self, request: Request) -> bytes | None:
+        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        base = f"{self.index.key}/+simple/"
+        if not path:
+            return self._redirect(request, base)
+        if path == [""]:
+            return await self._list(request)
+        name = path[0]
+        if not is_valid_project_name(name):
+            raise Refused(400, f"invalid project name {name[:100]!r}")
+        norm = normalize(name)
+        if len(path) == 1 or (norm != name and path[1:] in ([""], [])):
+            return self._redirect(request, base + norm + "/")
+        if path[1:] != [""]:
+            raise Refused(404, "no such page")
+        return await self._project(request, norm)
+
+    async def handle_POST(self, request: Request) -> bytes | None:
+        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        if len(path) == 2 and path[1] == "refresh" and is_valid_project_name(path[0]):
+            project = normalize(path[0])
+            for config in self.server.order(self.index.key):
+                mirror = self.server.mirrors.get(config.key)
+                if mirror is not None:
+                    try:
+                        await mirror.refresh(project)
+                    except Unavailable:
+                        pass
+            return self._redirect(request, f"{self.index.key}/+simple/{project}/")
+        raise Refused(405, "POST is only for .../+simple/PROJECT/refresh")
+
+    def _redirect(self, request: Request, path: str) -> bytes:
+        request.setResponseCode(302)
+        request.setHeader(b"Location", absolute(request, self.server, path).encode())
+        return b""
+
+    async def _project(self, request: Request, project: str) -> bytes:
+        fmt = _choose(request)
+        resolved = await self.server.project_page(self.index.key, project)
+        page = resolved.page
+        renderer = render_project_json if fmt == neg.JSON_V1 else render_project_html
+        body, etag = _cached_render(self.server, resolved.key, fmt, lambda: renderer(page))
+        return _answer(request, body, etag, fmt)
+
+    async def _list(self, request: Request) -> bytes:
+        fmt = _choose(request)
+        names = await self.server.project_names(self.index.key)
+        mirrors = tuple(
+            self.server.mirrors[c.key].generation
+            for c in self.server.order(self.index.key)
+            if c.is_mirror
+        )
+        key = (self.index.key, "+list", self.server.generation, mirrors, len(names))
+        renderer = render_list_json if fmt == neg.JSON_V1 else render_list_html
+        body, etag = _cached_render(self.server, key, fmt, lambda: renderer(names))
+        return _answer(request, body, etag, fmt)
+
+
+__all__ = ["SimpleResource"]

@@ -1,0 +1,78 @@
+"""
+Serving a file while its cache fill is still downloading it: a pull producer that tails the
+spool file, never past what the fill allows (all but the last byte until the hash matched).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO
+
+from twisted.web.server import Request
+from zope.interface import implementer
+from twisted.internet.interfaces import IPullProducer
+
+from pkgmirror.fill import FileFill
+from pkgmirror.web.util import abort
+
+CHUNK = 256 * 1024
+
+
+@implementer(IPullProducer)
+class TailProducer:
+    def __init__(self, request: Request, fill: FileFill, handle: IO[bytes]) -> None:
+        self._request = request
+        self._fill = fill
+        self._handle = handle
+        self._sent = 0
+        self._waiting = False
+        self._stopped = False
+
+    @classmethod
+    def open(cls, request: Request, fill: FileFill) -> TailProducer | None:
+        """A producer on the fill's spool, or None when the spool is gone (committed)."""
+        try:
+            handle = open(fill.spool.path.path, "rb")  # noqa: SIM115 - closed in _stop
+        except OSError:
+            return None
+        return cls(request, fill, handle)
+
+    def start(self) -> None:
+        self._fill.listen(self._changed)
+        self._request.notifyFinish().addBoth(lambda _: self._stop())
+        self._request.registerProducer(self, False)
+
+    def _changed(self) -> None:
+        if self._waiting and not self._stopped:
+            self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        if self._stopped:
+            return
+        if self._fill.failure is not None:
+            self._stop()
+            abort(self._request)
+            return
+        limit = self._fill.readable
+        if self._sent < limit:
+            self._waiting = False
+            data = os.pread(self._handle.fileno(), min(CHUNK, limit - self._sent), self._sent)
+            if data:
+                self._sent += len(data)
+                self._request.write(data)
+                return
+        if self._fill.verified and self._sent >= self._fill.spool.size:
+            self._stop()
+            self._request.unregisterProducer()
+            self._request.finish()
+            return
+        self._waiting = True
+
+    def stopProducing(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._fill.unlisten(self._changed)
+            self._handle.close()

@@ -1,0 +1,274 @@
+"""
+What every resource shares: the one async render loop with its one error boundary, JSON
+envelopes, authentication, and absolute URLs built from the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from pkgmirror import __version__
+from pkgmirror.server import Refused, Server
+
+log = Logger()
+
+JSON_TYPE = b"application/json"
+MAX_JSON_BODY = 1024 * 1024
+
+
+def wants_json(request: Request) -> bool:
+    accept = (request.getHeader(b"accept") or b"").decode("latin-1").lower()
+    return "application/json" in accept
+
+
+def set_common_headers(request: Request, server: Server) -> None:
+    request.setHeader(b"X-Devpi-Api-Version", b"2")
+    request.setHeader(b"X-Devpi-Server-Version", f"pkgmirror-{__version__}".encode())
+    request.setHeader(b"X-Devpi-Uuid", server.uuid.encode())
+    request.setHeader(b"X-Devpi-Primary-Uuid", server.uuid.encode())
+    request.setHeader(b"X-Devpi-Master-Uuid", server.uuid.encode())
+    request.setHeader(b"X-Devpi-Serial", str(server.generation).encode())
+
+
+def json_body(request: Request, code: int, payload: Any) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", JSON_TYPE)
+    return json.dumps(payload).encode("utf-8")
+
+
+def envelope(request: Request, kind: str, result: Any, code: int = 200, **extra: Any) -> bytes:
+    return json_body(request, code, {"type": kind, "result": result, **extra})
+
+
+def error_body(request: Request, code: int, message: str) -> bytes:
+    """A one-line reason: JSON for API clients, plain text for everyone else."""
+    message = " ".join(message.split())[:500]
+    request.setResponseCode(code, message.encode("utf-8", "replace")[:200])
+    if wants_json(request):
+        return json_body(request, code, {"message": message})
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return (message + "\n").encode("utf-8")
+
+
+def read_json(request: Request) -> Any:
+    assert request.content is not None
+    data = request.content.read(MAX_JSON_BODY + 1)
+    if len(data) > MAX_JSON_BODY:
+        raise Refused(413, "request body too large")
+    if not data.strip():
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise Refused(400, "request body is not valid JSON") from None
+
+
+def outside_url(request: Request, server: Server) -> str:
+    """Scheme, host and path prefix clients reach us at, without a trailing slash."""
+    header = request.getHeader(b"x-outside-url")
+    if header:
+        return header.decode("latin-1").rstrip("/")
+    if server.settings.outside_url:
+        return server.settings.outside_url.rstrip("/")
+    proto = request.getHeader(b"x-forwarded-proto")
+    scheme = proto.decode("latin-1").split(",")[0].strip() if proto else (
+        "https" if request.isSecure() else "http"
+    )
+    host_header = request.getHeader(b"x-forwarded-host") or request.getHeader(b"host")
+    if host_header:
+        host = host_header.decode("latin-1").split(",")[0].strip()
+    else:
+        address = request.getHost()
+        host = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 80)}"
+    return f"{scheme}://{host}"
+
+
+def absolute(request: Request, server: Server, path: str) -> str:
+    return outside_url(request, server) + "/" + path.lstrip("/")
+
+
+async def authenticated_user(request: Request, server: Server) -> str | None:
+    """
+    The user the request proves to be (X-Devpi-Auth token, Basic password or token), None when
+    it sends no credentials. Wrong credentials are a Refused(401).
+    """
+    devpi = request.getHeader(b"x-devpi-auth")
+    if devpi:
+        try:
+            name, _, token = base64.b64decode(devpi).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise Refused(401, "malformed X-Devpi-Auth header") from None
+        check = server.check_token(token)
+        if check.user is None or check.user != name:
+            raise Refused(401, f"{check.reason or 'invalid token'}: run pkgmirror login")
+        return check.user
+    header = request.getHeader(b"authorization")
+    if not header:
+        return None
+    scheme, _, value = header.decode("latin-1").partition(" ")
+    if scheme.lower() != "basic":
+        raise Refused(401, "only Basic authentication is supported", _challenge())
+    try:
+        name, _, password = base64.b64decode(value.strip()).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(401, "malformed Basic credentials", _challenge()) from None
+    if name == "__token__" or (name in server.users and "." in password and len(password) > 40):
+        check = server.check_token(password)
+        if check.user is not None and (name == "__token__" or check.user == name):
+            return check.user
+    if await server.check_password(name, password):
+        return name
+    server.note_login_failure(name)
+    raise Refused(401, f"user {name!r} could not be authenticated", _challenge())
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Basic realm="pkgmirror"'}
+
+
+def challenge_headers() -> dict[str, str]:
+    return _challenge()
+
+
+def render_async(
+    request: Request, server: Server, work: Callable[[], Awaitable[bytes | None]]
+) -> Any:
+    """
+    Runs ``work`` and answers with the bytes it returns; None means ``work`` finished the
+    request itself (a producer). Every failure becomes a one-line error answer; a client that
+    leaves cancels the work.
+    """
+    set_common_headers(request, server)
+
+    async def run() -> bytes | None:
+        return await work()
+
+    d: Deferred[bytes | None] = Deferred.fromCoroutine(run())
+    gone: list[bool] = []
+
+    def client_left(_: object) -> None:
+        gone.append(True)
+        d.cancel()
+
+    request.notifyFinish().addErrback(client_left)
+
+    def done(body: bytes | None) -> None:
+        if gone or body is None:
+            return
+        finish(request, body)
+
+    def failed(failure: Failure) -> None:
+        if gone:
+            return
+        if failure.check(Refused):
+            refused: Refused = failure.value  # type: ignore[assignment]
+            for name, value in refused.headers.items():
+                request.setHeader(name.encode(), value.encode("latin-1"))
+            finish(request, error_body(request, refused.code, refused.message))
+            return
+        if failure.check(CancelledError):
+            return
+        log.failure("error answering {method} {uri}", failure,
+                    method=request.method, uri=request.uri)
+        if request.startedWriting:
+            abort(request)
+            return
+        finish(request, error_body(request, 500, "internal error: see the server log"))
+
+    d.addCallbacks(done, failed)
+    d.addErrback(lambda f: log.failure("answering failed", f))
+    return NOT_DONE_YET
+
+
+def finish(request: Request, body: bytes) -> None:
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    if request.method == b"HEAD":
+        request.setHeader(b"Content-Length", str(len(body)).encode())
+    else:
+        request.setHeader(b"Content-Length", str(len(body)).encode())
+        request.write(body)
+    request.finish()
+
+
+def abort(request: Request) -> None:
+    """End a response that cannot be completed so the client sees it broken, not short."""
+    transport = getattr(request.channel, "transport", None)
+    if transport is not None:
+        if hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+
+class AsyncResource(Resource):
+    """A leaf whose render_METHOD are coroutines, dispatched through render_async."""
+
+    isLeaf = True
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    def render(self, request: Request) -> Any:  # type: ignore[override]
+        method = request.method.decode("ascii", "replace").upper()
+        handler = getattr(self, f"handle_{method}", None)
+        if handler is None and method == "HEAD":
+            handler = getattr(self, "handle_GET", None)
+        if handler is None:
+            allowed = sorted(
+                name[len("handle_"):] for name in dir(self) if name.startswith("handle_")
+            )
+            request.setHeader(b"Allow", ", ".join(allowed).encode())
+            set_common_headers(request, self.server)
+            return error_body(request, 405, f"method {method} not allowed here")
+        return render_async(request, self.server, lambda: handler(request))
+
+
+class ErrorResource(Resource):
+    isLeaf = True
+
+    def __init__(self, server: Server, code: int, message: str) -> None:
+        super().__init__()
+        self.server = server
+        self.code = code
+        self.message = message
+
+    def render(self, request: Request) -> bytes:  # type: ignore[override]
+        set_common_headers(request, self.server)
+        return error_body(request, self.code, self.message)
+
+
+class RedirectResource(Resource):
+    isLeaf = True
+
+    def __init__(self, server: Server, path: str, code: int = 302) -> None:
+        super().__init__()
+        self.server = server
+        self.path = path
+        self.code = code
+
+    def render(self, request: Request) -> bytes:  # type: ignore[override]
+        set_common_headers(request, self.server)
+        location = absolute(request, self.server, self.path)
+        query = request.uri.partition(b"?")[2]
+        if query:
+            location += "?" + query.decode("latin-1")
+        request.setResponseCode(self.code)
+        request.setHeader(b"Location", location.encode("utf-8"))
+        if wants_json(request):
+            return json_body(request, self.code, {
+                "message": f"The resource was found at {location}",
+                "code": f"{self.code} Found", "title": "Found",
+            })
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return f"see {location}\n".encode()
