@@ -7,7 +7,7 @@ Times are UTC. ``upload_time`` values are ISO 8601 strings in the PEP 700 form
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -72,6 +72,19 @@ class Link:
         return self.hashes.get("sha256")
 
 
+# Typed converters: with a bare ``converter=tuple`` mypy's attrs plugin rejects every argument.
+def _links(value: Iterable[Link]) -> tuple[Link, ...]:
+    return tuple(value)
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _optional_strings(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
 ProjectStatus = Literal["active", "archived", "quarantined", "deprecated"]
 
 
@@ -80,10 +93,8 @@ class ProjectPage:
     """A project's simple page: its files, and what PEP 700 / PEP 792 add."""
 
     name: str = attrs.field(converter=normalize)
-    links: tuple[Link, ...] = attrs.field(default=(), converter=tuple)
-    versions: tuple[str, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    links: tuple[Link, ...] = attrs.field(default=(), converter=_links)
+    versions: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_strings)
     status: str | None = None
     status_reason: str | None = None
     last_serial: int | None = None
@@ -91,7 +102,7 @@ class ProjectPage:
 
 @attrs.frozen
 class ProjectList:
-    names: tuple[str, ...] = attrs.field(converter=tuple)
+    names: tuple[str, ...] = attrs.field(converter=_strings)
 
 
 IndexType = Literal["stage", "mirror"]
