@@ -793,7 +793,7 @@ def _parse_range(header: str, total: int) -> tuple[int, int] | None:
         end = int(last) if last else total - 1
     except ValueError:
         return None
-    if start < 0 or end < start:
+    if start < 0 or (last and end < start):
         return None
     if start >= total:
         raise _Unsatisfiable
