@@ -14,11 +14,11 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from pkgmirror.mirror import MirrorSettings
-from pkgmirror.serverinit import BLOBS, DATABASE
 from pkgmirror.server import Server, ServerSettings
+from pkgmirror.serverinit import BLOBS, DATABASE
 
 log = Logger()
 
@@ -68,31 +68,45 @@ class PkgmirrorSite(Site):
         host = getattr(client, "host", "-")
         path = request.uri.decode("latin-1", "replace")
         if self.log_format == "json":
-            print(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "client": host, "method": request.method.decode("latin-1"), "path": path,
-                "status": request.code, "bytes": request.sentLength,
-                "ms": round(took * 1000, 1),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "client": host,
+                        "method": request.method.decode("latin-1"),
+                        "path": path,
+                        "status": request.code,
+                        "bytes": request.sentLength,
+                        "ms": round(took * 1000, 1),
+                    }
+                ),
+                flush=True,
+            )
         else:
-            log.info("{client} \"{method} {path}\" {status} {bytes} {ms:.1f}ms",
-                     client=host, method=request.method.decode("latin-1"), path=path,
-                     status=request.code, bytes=request.sentLength, ms=took * 1000)
+            log.info(
+                '{client} "{method} {path}" {status} {bytes} {ms:.1f}ms',
+                client=host,
+                method=request.method.decode("latin-1"),
+                path=path,
+                status=request.code,
+                bytes=request.sentLength,
+                ms=took * 1000,
+            )
+
+
+class TimedRequest(Request):
+    """A request that knows when it began, for the access log."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pkgmirror_started = time.monotonic()
 
 
 def build_site(server: Server, log_format: str) -> Site:
     from pkgmirror.web.root import Root
 
     site = PkgmirrorSite(Root(server), log_format)
-
-    original = site.requestFactory
-
-    def factory(*args: Any, **kwargs: Any) -> Any:
-        request = original(*args, **kwargs)
-        request._pkgmirror_started = time.monotonic()
-        return request
-
-    site.requestFactory = factory  # type: ignore[method-assign]
+    site.requestFactory = TimedRequest
     return site
 
 

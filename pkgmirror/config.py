@@ -244,9 +244,9 @@ def index_config_json(config: IndexConfig) -> dict[str, Any]:
 
 def check_bases(config: IndexConfig, indexes: Mapping[str, IndexConfig]) -> None:
     """Every base exists, and following bases from ``config`` never comes back to it."""
-    for base in config.bases:
-        if base not in indexes:
-            raise ConfigError(f"base index {base} does not exist")
+    for base_key in config.bases:
+        if base_key not in indexes:
+            raise ConfigError(f"base index {base_key} does not exist")
     seen: set[str] = set()
     stack = list(config.bases)
     while stack:

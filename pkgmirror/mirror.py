@@ -282,9 +282,7 @@ class Mirror:
                 page = parse_project_page(
                     response.body, response.content_type, response.url, project
                 )
-                page = with_first_seen(
-                    page, state.page if state is not None else None, time.time()
-                )
+                page = with_first_seen(page, state.page if state is not None else None, time.time())
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -300,8 +298,12 @@ class Mirror:
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
-            log.warn("upstream of {index} failed for {project}: {reason}",
-                     index=self.key, project=project, reason=reason)
+            log.warn(
+                "upstream of {index} failed for {project}: {reason}",
+                index=self.key,
+                project=project,
+                reason=reason,
+            )
             if state is not None:
                 return state
             raise Unavailable(
@@ -325,7 +327,9 @@ class Mirror:
 
         async def fetch() -> list[str]:
             try:
-                response = await upstream.fetch_page(upstream.base_url, cached[1] if cached else None)
+                response = await upstream.fetch_page(
+                    upstream.base_url, cached[1] if cached else None
+                )
                 if response.status == "not_modified" and cached is not None:
                     await self._storage.put_mirror_names(self.key, cached[0], cached[1], now)
                     return list(cached[0])
@@ -386,7 +390,9 @@ class Mirror:
         if record.sha256 and digest != record.sha256:
             log.error(
                 "hash mismatch for {url}: upstream page says {want}, body is {got}",
-                url=record.url, want=record.sha256, got=digest,
+                url=record.url,
+                want=record.sha256,
+                got=digest,
             )
             fill.failed("the upstream's file does not match its sha256")
             return

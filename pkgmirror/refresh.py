@@ -45,7 +45,7 @@ def due_for_refresh(mirror: Mirror, now: float, interval: float) -> list[str]:
 
 @attrs.define
 class RefreshService(Service):
-    """Every ``interval`` seconds, refresh what ``due_for_refresh`` names, ``concurrency`` at once."""
+    """Every ``interval`` seconds, refreshes what ``due_for_refresh`` names, a few at once."""
 
     _mirrors: Callable[[], Iterable[Mirror]]
     _clock: IReactorTime
@@ -57,7 +57,7 @@ class RefreshService(Service):
     _loop: LoopingCall | None = None
     _running_round: Deferred[None] | None = None
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         Service.startService(self)
         self._loop = LoopingCall(self.run_once)
         self._loop.clock = self._clock
@@ -65,7 +65,7 @@ class RefreshService(Service):
             lambda f: log.failure("refresh loop stopped", f)
         )
 
-    def stopService(self) -> Deferred[None] | None:  # noqa: N802
+    def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
@@ -104,8 +104,12 @@ class RefreshService(Service):
                 self.refreshed += 1
             except Exception as e:
                 self.failed += 1
-                log.info("refresh of {project} on {index} failed: {e}",
-                         project=project, index=mirror.key, e=e)
+                log.info(
+                    "refresh of {project} on {index} failed: {e}",
+                    project=project,
+                    index=mirror.key,
+                    e=e,
+                )
 
         return Deferred.fromCoroutine(go())
 

@@ -51,7 +51,7 @@ class Refused(Exception):
 
 @attrs.frozen
 class ServerSettings:
-    mirror: MirrorSettings = MirrorSettings()
+    mirror: MirrorSettings = attrs.field(factory=MirrorSettings)
     request_timeout: float = 10.0
     outside_url: str | None = None
     token_ttl: int = auth.DEFAULT_TOKEN_TTL
@@ -120,7 +120,9 @@ class Server:
             upstream = None
             if config.mirror_url:
                 upstream = Upstream.for_mirror_url(
-                    self.http_client, self.clock, config.mirror_url,
+                    self.http_client,
+                    self.clock,
+                    config.mirror_url,
                     timeout=self.settings.request_timeout,
                 )
             old = self.mirrors.get(config.key)
@@ -147,7 +149,9 @@ class Server:
         now = self.clock.seconds()
         if self._basic_cache.get(cache_key, 0) > now:
             return True
-        ok: bool = await self.run_in_thread(lambda: auth.verify_password(password, user.password_hash))
+        ok: bool = await self.run_in_thread(
+            lambda: auth.verify_password(password, user.password_hash)
+        )
         if ok:
             # Basic auth sends the password on every request (twine): remember a success
             # briefly instead of paying the KDF each time.
@@ -175,17 +179,21 @@ class Server:
             return auth.TokenCheck(None, "user of this token no longer exists")
         return check
 
-    async def create_user(self, name: str, password: str, email: str | None = None,
-                          **extra: str | None) -> User:
+    async def create_user(
+        self, name: str, password: str, email: str | None = None, **extra: str | None
+    ) -> User:
         if not is_valid_user_or_index_name(name):
             raise Refused(400, f"invalid user name {name!r}")
         if name in self.users:
             raise Refused(409, f"user {name} exists")
         pw_hash = await self.run_in_thread(lambda: auth.hash_password(password)) if password else ""
         user = User(
-            name=name, password_hash=pw_hash, email=email,
+            name=name,
+            password_hash=pw_hash,
+            email=email,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            title=extra.get("title"), description=extra.get("description"),
+            title=extra.get("title"),
+            description=extra.get("description"),
         )
         await self.storage.put_user(user)
         self.users[name] = user
@@ -217,8 +225,7 @@ class Server:
         if name not in self.users:
             raise Refused(404, f"user {name} does not exist")
         for key in [k for k, c in self.indexes.items() if c.user == name]:
-            dependants = [c.key for c in self.indexes.values()
-                          if key in c.bases and c.user != name]
+            dependants = [c.key for c in self.indexes.values() if key in c.bases and c.user != name]
             if dependants:
                 raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
         unreferenced = await self.storage.delete_user(name)

@@ -113,10 +113,18 @@ def init_serverdir(
         pw_hash = auth.hash_password(root_password) if root_password else ""
         _result(db.put_user(User(name="root", password_hash=pw_hash, created=created)))
         if not no_root_pypi:
-            _result(db.put_index(IndexConfig(
-                user="root", name="pypi", type="mirror", volatile=False,
-                mirror_url=url, title="Public package index mirror",
-            )))
+            _result(
+                db.put_index(
+                    IndexConfig(
+                        user="root",
+                        name="pypi",
+                        type="mirror",
+                        volatile=False,
+                        mirror_url=url,
+                        title="Public package index mirror",
+                    )
+                )
+            )
     finally:
         _result(db.close())
     marker = {"pkgmirror": True, "version": __version__, "layout": 1, "storage": storage}

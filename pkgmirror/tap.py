@@ -26,12 +26,20 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = "Run pkgmirror, a Python package index with caching mirrors and stage indexes."
     optParameters = [
-        ["serverdir", None, os.environ.get("PKGMIRROR_SERVERDIR", DEFAULT_SERVERDIR),
-         "Directory of the server's data (created and initialised when empty)."],
+        [
+            "serverdir",
+            None,
+            os.environ.get("PKGMIRROR_SERVERDIR", DEFAULT_SERVERDIR),
+            "Directory of the server's data (created and initialised when empty).",
+        ],
         ["host", None, "127.0.0.1", "Interface to listen on (0.0.0.0 for containers and the LAN)."],
         ["port", None, "3141", "TCP port to listen on."],
-        ["mirror-cache-expiry", None, "1800", "Seconds a mirrored page is served without asking"
-         " its upstream again."],
+        [
+            "mirror-cache-expiry",
+            None,
+            "1800",
+            "Seconds a mirrored page is served without asking its upstream again.",
+        ],
         ["outside-url", None, None, "URL clients reach the server at (behind a proxy)."],
         ["request-timeout", None, "10", "Seconds to wait for an upstream's answer."],
         ["shutdown-timeout", None, "10", "Seconds in-flight responses get to finish on stop."],
@@ -54,9 +62,13 @@ class Options(usage.Options):
         print(f"pkgmirror {__version__}")
         sys.exit(0)
 
-    def postOptions(self) -> None:  # noqa: N802
-        for key in ("mirror-cache-expiry", "request-timeout", "shutdown-timeout",
-                    "refresh-interval"):
+    def postOptions(self) -> None:
+        for key in (
+            "mirror-cache-expiry",
+            "request-timeout",
+            "shutdown-timeout",
+            "refresh-interval",
+        ):
             try:
                 value = float(self[key])
             except ValueError:
@@ -106,9 +118,7 @@ def check_port_free(host: str, port: int) -> None:
 
 def listens_beyond_loopback(endpoints: list[str]) -> bool:
     for endpoint in endpoints:
-        fields = dict(
-            part.split("=", 1) for part in endpoint.split(":")[2:] if "=" in part
-        )
+        fields = dict(part.split("=", 1) for part in endpoint.split(":")[2:] if "=" in part)
         interface = fields.get("interface", "0.0.0.0" if endpoint.startswith("tcp") else "")
         if endpoint.startswith(("tcp", "ssl")) and not (
             interface.startswith("127.") or interface in ("localhost", "\\:\\:1", "::1")
@@ -131,7 +141,7 @@ class PkgmirrorService(service.MultiService):
         self.ports: list[Any] = []
         self.ready: Deferred[None] = Deferred()
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         service.Service.startService(self)
         d = Deferred.fromCoroutine(self._start())
 
@@ -155,25 +165,37 @@ class PkgmirrorService(service.MultiService):
             port = await endpoint.listen(site)
             self.ports.append(port)
             address = port.getHost()
-            log.info("pkgmirror {version} serving {serverdir} on http://{host}:{port}/",
-                     version=__version__, serverdir=opts["serverdir"].path,
-                     host=getattr(address, "host", "?"), port=getattr(address, "port", "?"))
+            log.info(
+                "pkgmirror {version} serving {serverdir} on http://{host}:{port}/",
+                version=__version__,
+                serverdir=opts["serverdir"].path,
+                host=getattr(address, "host", "?"),
+                port=getattr(address, "port", "?"),
+            )
         root = self.server.users.get("root")
         if root is not None and not root.password_hash and listens_beyond_loopback(opts["listen"]):
-            log.warn("WARNING: user root has an empty password and the server listens beyond "
-                     "loopback: anyone who reaches it can administer it. "
-                     "Set one: pkgmirror login root --password '' && pkgmirror passwd")
+            log.warn(
+                "WARNING: user root has an empty password and the server listens beyond "
+                "loopback: anyone who reaches it can administer it. "
+                "Set one: pkgmirror login root --password '' && pkgmirror passwd"
+            )
         for name, mirror in self.server.mirrors.items():
             if mirror.upstream_url is None:
-                log.warn("mirror {name} has no upstream: set mirror_url, or PKGMIRROR_PYPI_URL "
-                         "before the first start", name=name)
+                log.warn(
+                    "mirror {name} has no upstream: set mirror_url, or PKGMIRROR_PYPI_URL "
+                    "before the first start",
+                    name=name,
+                )
         from pkgmirror.refresh import RefreshService
 
-        refresher = RefreshService(lambda: self.server.mirrors.values(), self.reactor,
-                                   interval=max(1.0, opts["refresh-interval"]))
+        refresher = RefreshService(
+            lambda: self.server.mirrors.values(),
+            self.reactor,
+            interval=max(1.0, opts["refresh-interval"]),
+        )
         refresher.setServiceParent(self)
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
@@ -197,7 +219,7 @@ def _stop_with_error(reactor: Any) -> None:
     os._exit(1)
 
 
-def makeService(options: Options) -> service.IService:  # noqa: N802
+def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     return PkgmirrorService(options, reactor)

@@ -66,9 +66,9 @@ def split_credentials(url: str) -> tuple[str, str | None]:
         netloc = f"[{netloc}]"
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
-    token = base64.b64encode(
-        f"{parts.username or ''}:{parts.password or ''}".encode("utf-8")
-    ).decode("ascii")
+    token = base64.b64encode(f"{parts.username or ''}:{parts.password or ''}".encode()).decode(
+        "ascii"
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), f"Basic {token}"
 
 
@@ -105,7 +105,9 @@ class Upstream:
     idle_timeout: float = 30.0
 
     @classmethod
-    def for_mirror_url(cls, client: Any, clock: IReactorTime, mirror_url: str, **kw: Any) -> Upstream:
+    def for_mirror_url(
+        cls, client: Any, clock: IReactorTime, mirror_url: str, **kw: Any
+    ) -> Upstream:
         url, auth = split_credentials(mirror_url)
         return cls(client, clock, url, auth, **kw)
 

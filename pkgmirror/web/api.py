@@ -47,8 +47,11 @@ def user_json(server: Server, user: User, with_indexes: bool = True) -> dict[str
 async def require_user(request: Request, server: Server) -> str:
     user = await authenticated_user(request, server)
     if user is None:
-        raise Refused(401, "authentication required: log in first",
-                      {"WWW-Authenticate": 'Basic realm="pkgmirror"'})
+        raise Refused(
+            401,
+            "authentication required: log in first",
+            {"WWW-Authenticate": 'Basic realm="pkgmirror"'},
+        )
     return user
 
 
@@ -76,37 +79,40 @@ class ApiResource(AsyncResource):
 
     async def handle_GET(self, request: Request) -> bytes:
         result: dict[str, Any] = {
-            "login": absolute(request, self.server, "+login"),
-            "authstatus": await authstatus(request, self.server),
+            "login": absolute(request, self.app, "+login"),
+            "authstatus": await authstatus(request, self.app),
             "features": FEATURES,
         }
         if self.index is not None:
             key = self.index.key
-            result["index"] = absolute(request, self.server, key)
-            result["simpleindex"] = absolute(request, self.server, f"{key}/+simple/")
+            result["index"] = absolute(request, self.app, key)
+            result["simpleindex"] = absolute(request, self.app, f"{key}/+simple/")
             if not self.index.is_mirror:
-                result["pypisubmit"] = absolute(request, self.server, f"{key}/")
+                result["pypisubmit"] = absolute(request, self.app, f"{key}/")
         return envelope(request, "apiconfig", result)
 
 
 class LoginResource(AsyncResource):
     async def handle_POST(self, request: Request) -> bytes:
         body = read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("user"), str) or not isinstance(
-            body.get("password", ""), str
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("user"), str)
+            or not isinstance(body.get("password", ""), str)
         ):
             raise Refused(400, 'expected {"user": NAME, "password": PASSWORD}')
         name, password = body["user"], body.get("password", "")
-        delay = self.server.login_delay(name)
+        delay = self.app.login_delay(name)
         if delay:
-            await _sleep(self.server, delay)
-        if not await self.server.check_password(name, password):
-            self.server.note_login_failure(name)
+            await _sleep(self.app, delay)
+        if not await self.app.check_password(name, password):
+            self.app.note_login_failure(name)
             raise Refused(401, f"user {name!r} could not be authenticated")
-        token = self.server.make_token(name)
+        token = self.app.make_token(name)
         return envelope(
-            request, "proxyauth",
-            {"password": token, "expiration": self.server.settings.token_ttl},
+            request,
+            "proxyauth",
+            {"password": token, "expiration": self.app.settings.token_ttl},
             message="login successful",
         )
 
@@ -122,8 +128,9 @@ class RootListResource(AsyncResource):
 
     async def handle_GET(self, request: Request) -> bytes:
         return envelope(
-            request, "list:userconfig",
-            {u.name: user_json(self.server, u) for u in self.server.users.values()},
+            request,
+            "list:userconfig",
+            {u.name: user_json(self.app, u) for u in self.app.users.values()},
         )
 
 
@@ -136,19 +143,19 @@ class UserResource(AsyncResource):
         super().__init__(server)
         self.name = name
 
-    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+    def getChild(self, path: bytes, request: Request) -> Resource:
         from pkgmirror.web.root import index_child
 
-        return index_child(self.server, self.name, path, request)
+        return index_child(self.app, self.name, path, request)
 
     def _user(self) -> User:
-        user = self.server.users.get(self.name)
+        user = self.app.users.get(self.name)
         if user is None:
             raise Refused(404, f"user {self.name} does not exist")
         return user
 
     async def handle_GET(self, request: Request) -> bytes:
-        return envelope(request, "userconfig", user_json(self.server, self._user()))
+        return envelope(request, "userconfig", user_json(self.app, self._user()))
 
     async def handle_PUT(self, request: Request) -> bytes:
         if not is_valid_user_or_index_name(self.name):
@@ -159,27 +166,30 @@ class UserResource(AsyncResource):
         unknown = sorted(set(body) - {"password", "email", "title", "description", "pwhash"})
         if unknown:
             raise Refused(400, f"unknown user keys: {', '.join(unknown)}")
-        user = await self.server.create_user(
-            self.name, str(body.get("password") or ""), body.get("email"),
-            title=body.get("title"), description=body.get("description"),
+        user = await self.app.create_user(
+            self.name,
+            str(body.get("password") or ""),
+            body.get("email"),
+            title=body.get("title"),
+            description=body.get("description"),
         )
-        return envelope(request, "userconfig", user_json(self.server, user), code=201)
+        return envelope(request, "userconfig", user_json(self.app, user), code=201)
 
     async def handle_PATCH(self, request: Request) -> bytes:
         self._user()
-        await require_owner(request, self.server, self.name, f"modify user {self.name}")
+        await require_owner(request, self.app, self.name, f"modify user {self.name}")
         body = read_json(request)
         if not isinstance(body, dict):
             raise Refused(400, "expected a JSON object")
-        user = await self.server.modify_user(self.name, body)
-        return envelope(request, "userconfig", user_json(self.server, user))
+        user = await self.app.modify_user(self.name, body)
+        return envelope(request, "userconfig", user_json(self.app, user))
 
     async def handle_DELETE(self, request: Request) -> bytes:
         self._user()
-        await require_owner(request, self.server, self.name, f"delete user {self.name}")
+        await require_owner(request, self.app, self.name, f"delete user {self.name}")
         if self.name == "root":
             raise Refused(403, "user root cannot be deleted")
-        await self.server.delete_user(self.name)
+        await self.app.delete_user(self.name)
         return envelope(request, "userconfig", {}, message=f"user {self.name} deleted")
 
 
@@ -195,7 +205,7 @@ class IndexResource(AsyncResource):
         self.key = f"{user}/{name}"
 
     def _config(self) -> IndexConfig:
-        config = self.server.indexes.get(self.key)
+        config = self.app.indexes.get(self.key)
         if config is None:
             raise Refused(404, f"index {self.key} does not exist")
         return config
@@ -204,37 +214,37 @@ class IndexResource(AsyncResource):
         result = index_config_json(config)
         if b"no_projects" not in (request.args or {}):
             if config.is_mirror:
-                result["projects"] = await self.server.mirrors[config.key].cached_projects()
+                result["projects"] = await self.app.mirrors[config.key].cached_projects()
             else:
-                result["projects"] = self.server.own_projects(config.key)
+                result["projects"] = self.app.own_projects(config.key)
         return envelope(request, "indexconfig", result)
 
     async def handle_GET(self, request: Request) -> bytes:
         return await self._json(request, self._config())
 
     async def handle_PUT(self, request: Request) -> bytes:
-        if self.user not in self.server.users:
+        if self.user not in self.app.users:
             raise Refused(404, f"user {self.user} does not exist")
-        await require_owner(request, self.server, self.user, f"create index {self.key}")
+        await require_owner(request, self.app, self.user, f"create index {self.key}")
         body = read_json(request)
         if not isinstance(body, dict):
             raise Refused(400, "expected a JSON object of index settings")
-        config = await self.server.create_index(self.user, self.name, body)
+        config = await self.app.create_index(self.user, self.name, body)
         return await self._json(request, config)
 
     async def handle_PATCH(self, request: Request) -> bytes:
         self._config()
-        await require_owner(request, self.server, self.user, f"modify index {self.key}")
+        await require_owner(request, self.app, self.user, f"modify index {self.key}")
         body = read_json(request)
         if not isinstance(body, dict | list):
             raise Refused(400, "expected a JSON object or a list of key=value strings")
-        config = await self.server.modify_index(self.key, body)
+        config = await self.app.modify_index(self.key, body)
         return await self._json(request, config)
 
     async def handle_DELETE(self, request: Request) -> bytes:
         self._config()
-        await require_owner(request, self.server, self.user, f"delete index {self.key}")
-        await self.server.delete_index(self.key)
+        await require_owner(request, self.app, self.user, f"delete index {self.key}")
+        await self.app.delete_index(self.key)
         return envelope(request, "indexconfig", {}, code=201, message=f"index {self.key} deleted")
 
 
@@ -242,7 +252,7 @@ def link_json(request: Request, server: Server, index_key: str, link: Link) -> d
     # Page hrefs are relative to /U/I/+simple/P/; an absolute URL for API clients.
     href = link.url
     if href.startswith("../../../../"):
-        href = absolute(request, server, href[len("../../../../"):])
+        href = absolute(request, server, href[len("../../../../") :])
     data: dict[str, Any] = {"rel": "releasefile", "href": href}
     if link.sha256:
         data["hash_spec"] = f"sha256={link.sha256}"
@@ -268,7 +278,10 @@ class ProjectResource(AsyncResource):
         self.index = index
 
     def _path(self, request: Request) -> tuple[str, str | None]:
-        parts = [p.decode("utf-8", "replace") for p in request.prepath[-1:] + request.postpath]
+        parts = [
+            p.decode("utf-8", "replace")
+            for p in (request.prepath or [])[-1:] + (request.postpath or [])
+        ]
         parts = [p for p in parts if p != ""]
         if not parts or len(parts) > 2 or not is_valid_project_name(parts[0]):
             raise Refused(404, "no such project")
@@ -276,23 +289,21 @@ class ProjectResource(AsyncResource):
 
     async def _versions(self, request: Request, project: str) -> dict[str, dict[str, Any]]:
         ignore_bases = b"ignore_bases" in (request.args or {})
-        if ignore_bases or not self.index.is_mirror and False:
-            pass
         versions: dict[str, dict[str, Any]] = {}
         if ignore_bases and not self.index.is_mirror:
-            files = await self.server.release_files(self.index.key, project)
+            files = await self.app.release_files(self.index.key, project)
             for f in files:
                 entry = versions.setdefault(f.version, {"name": project, "version": f.version})
                 for k, v in f.metadata.items():
                     entry.setdefault(k, v)
-            page = self.server.stage_page(self.index.key, project, files)
+            page = self.app.stage_page(self.index.key, project, files)
             links = page.links if page is not None else ()
         else:
-            resolved = await self.server.project_page(self.index.key, project)
+            resolved = await self.app.project_page(self.index.key, project)
             links = resolved.page.links
-            for config in self.server.order(self.index.key):
+            for config in self.app.order(self.index.key):
                 if not config.is_mirror:
-                    for f in await self.server.release_files(config.key, project):
+                    for f in await self.app.release_files(config.key, project):
                         entry = versions.setdefault(
                             f.version, {"name": project, "version": f.version}
                         )
@@ -303,7 +314,7 @@ class ProjectResource(AsyncResource):
             version = parsed[1] if parsed else "unknown"
             entry = versions.setdefault(version, {"name": project, "version": version})
             entry.setdefault("+links", []).append(
-                link_json(request, self.server, self.index.key, link)
+                link_json(request, self.app, self.index.key, link)
             )
         return dict(sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True))
 
@@ -318,26 +329,31 @@ class ProjectResource(AsyncResource):
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        await require_owner(request, self.server, self.index.user,
-                            f"delete from {self.index.key}")
+        await require_owner(request, self.app, self.index.user, f"delete from {self.index.key}")
         if self.index.is_mirror:
             raise Refused(405, "deleting from a mirror is not supported yet")
         if not self.index.volatile:
             what = f"version {version}" if version else "project"
             raise Refused(403, f"cannot delete {what} on non-volatile index {self.index.key}")
         try:
-            unreferenced = await self.server.storage.delete_release_files(
+            unreferenced = await self.app.storage.delete_release_files(
                 self.index.key, project, version
             )
         except Exception as e:
             if e.__class__.__name__ == "NotFound":
-                raise Refused(404, f"{project} {version or ''} not found on {self.index.key}")
+                raise Refused(
+                    404, f"{project} {version or ''} not found on {self.index.key}"
+                ) from None
             raise
-        remaining = await self.server.storage.list_release_files(self.index.key, project)
-        self.server.release_files_changed(self.index.key, project, bool(remaining))
+        remaining = await self.app.storage.list_release_files(self.index.key, project)
+        self.app.release_files_changed(self.index.key, project, bool(remaining))
         for sha in unreferenced:
-            await self.server.blobs.delete(sha)
+            await self.app.blobs.delete(sha)
         what = f"version {version!r}" if version else ""
-        return envelope(request, "actionlog", [],
-                        message=f"project {project} {what} deleted".replace("  ", " "),
-                        when=time.time())
+        return envelope(
+            request,
+            "actionlog",
+            [],
+            message=f"project {project} {what} deleted".replace("  ", " "),
+            when=time.time(),
+        )

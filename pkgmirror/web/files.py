@@ -55,7 +55,7 @@ class FilesResource(AsyncResource):
         self.index = index
 
     def _parse(self, request: Request) -> tuple[str, str]:
-        parts = [p.decode("utf-8", "replace") for p in request.postpath]
+        parts = [p.decode("utf-8", "replace") for p in request.postpath or []]
         if len(parts) != 3 or not all(is_safe_path_segment(p) for p in parts):
             raise Refused(404, "no such file")
         a, b, filename = parts
@@ -68,13 +68,13 @@ class FilesResource(AsyncResource):
         metadata = filename.endswith(METADATA_SUFFIX)
         if metadata:
             filename = filename[: -len(METADATA_SUFFIX)]
-        mirror = self.server.mirrors.get(self.index.key)
+        mirror = self.app.mirrors.get(self.index.key)
         if mirror is None:
             return await self._stage_file(request, path_key, filename, metadata)
         return await self._mirror_file(request, mirror, path_key, filename, metadata)
 
     async def _serve_blob(self, request: Request, sha256: str, content_type: str) -> bool:
-        path = self.server.blobs.local_path(sha256)
+        path = self.app.blobs.local_path(sha256)
         if path is None:
             return False
         serve_path(request, path, content_type)
@@ -83,7 +83,7 @@ class FilesResource(AsyncResource):
     async def _stage_file(
         self, request: Request, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.server.storage.get_release_file(self.index.key, path_key, filename)
+        record = await self.app.storage.get_release_file(self.index.key, path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if wants_json(request) and not metadata:
@@ -98,7 +98,7 @@ class FilesResource(AsyncResource):
     async def _mirror_file(
         self, request: Request, mirror: Mirror, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.server.storage.get_mirror_file(self.index.key, path_key, filename)
+        record = await self.app.storage.get_mirror_file(self.index.key, path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if metadata:
@@ -109,13 +109,13 @@ class FilesResource(AsyncResource):
             mirror.stats["hits"] += 1
             return None
         if self.index.mirror_use_external_urls:
-            url, _auth = split_credentials(record.url)
             request.setResponseCode(302)
             request.setHeader(b"Location", record.url.encode("utf-8"))
             return b""
         if mirror.settings.offline:
-            raise Refused(503, f"offline mode: {filename} was never cached",
-                          {"Retry-After": "3600"})
+            raise Refused(
+                503, f"offline mode: {filename} was never cached", {"Retry-After": "3600"}
+            )
         if mirror.health.is_down() and (record.path_key, record.filename) not in mirror.fills:
             raise Refused(
                 503,
@@ -137,7 +137,9 @@ class FilesResource(AsyncResource):
         if producer is None:
             # The fill committed between our look-up and now: the blob is there.
             await fill.when_finished()
-            if fill.sha256 and await self._serve_blob(request, fill.sha256, "application/octet-stream"):
+            if fill.sha256 and await self._serve_blob(
+                request, fill.sha256, "application/octet-stream"
+            ):
                 return None
             raise Refused(502, f"could not fetch {filename}")
         producer.start()
@@ -155,8 +157,8 @@ class FilesResource(AsyncResource):
             data = await self._metadata_from_upstream(mirror, record)
         if data is None:
             raise Refused(404, f"no core metadata for {record.filename}")
-        sha = await self.server.blobs.put_bytes(data)
-        await self.server.storage.set_mirror_file_metadata(
+        sha = await self.app.blobs.put_bytes(data)
+        await self.app.storage.set_mirror_file_metadata(
             self.index.key, record.path_key, record.filename, sha
         )
         await self._serve_blob(request, sha, _type(True))
@@ -165,10 +167,10 @@ class FilesResource(AsyncResource):
     async def _metadata_from_cached_wheel(self, record: MirrorFile) -> bytes | None:
         if not record.cached_sha256 or not record.filename.endswith(".whl"):
             return None
-        path = self.server.blobs.local_path(record.cached_sha256)
+        path = self.app.blobs.local_path(record.cached_sha256)
         if path is None:
             return None
-        result: bytes | None = await self.server.run_in_thread(
+        result: bytes | None = await self.app.run_in_thread(
             lambda: extract_core_metadata(path.path, record.filename)
         )
         return result
@@ -183,7 +185,7 @@ class FilesResource(AsyncResource):
         url, auth = split_credentials(record.url + METADATA_SUFFIX)
         headers = {"Authorization": auth} if auth else {}
         try:
-            response = await self.server.http_client.get(url, headers=headers, timeout=10)
+            response = await self.app.http_client.get(url, headers=headers, timeout=10)
             if response.code != 200:
                 return None
             data: bytes = await treq.content(response)
@@ -202,7 +204,13 @@ def _type(metadata: bool) -> str:
 def _file_json(request: Request, project: str, version: str, sha256: str) -> bytes:
     from pkgmirror.web.util import envelope
 
-    return envelope(request, "releasefilemeta", {
-        "hash_spec": f"sha256={sha256}", "hashes": {"sha256": sha256},
-        "project": project, "version": version,
-    })
+    return envelope(
+        request,
+        "releasefilemeta",
+        {
+            "hash_spec": f"sha256={sha256}",
+            "hashes": {"sha256": sha256},
+            "project": project,
+            "version": version,
+        },
+    )

@@ -35,19 +35,19 @@ UPLOAD_HANDLER: list[Any] = []
 class Root(Resource):
     def __init__(self, server: Server) -> None:
         super().__init__()
-        self.server = server
+        self.app = server
         self.putChild(b"+api", api.ApiResource(server))
         self.putChild(b"+login", api.LoginResource(server))
         self.putChild(b"+status", StatusResource(server))
         self.putChild(b"+health", HealthResource(server))
 
-    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+    def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
-            return api.RootListResource(self.server)
+            return api.RootListResource(self.app)
         name = path.decode("utf-8", "replace")
         if not is_safe_path_segment(name) or name.startswith("+"):
-            return ErrorResource(self.server, 404, "no such page")
-        return api.UserResource(self.server, name)
+            return ErrorResource(self.app, 404, "no such page")
+        return api.UserResource(self.app, name)
 
 
 class IndexSlash(Resource):
@@ -57,16 +57,16 @@ class IndexSlash(Resource):
 
     def __init__(self, server: Server, user: str, name: str) -> None:
         super().__init__()
-        self.server = server
+        self.app = server
         self.user = user
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         if request.method == b"POST" and UPLOAD_HANDLER:
-            return UPLOAD_HANDLER[0](self.server, self.user, self.name).render(request)
+            return UPLOAD_HANDLER[0](self.app, self.user, self.name).render(request)
         if request.method == b"POST":
-            return ErrorResource(self.server, 501, "uploads are not supported yet").render(request)
-        return RedirectResource(self.server, f"{self.user}/{self.name}").render(request)
+            return ErrorResource(self.app, 501, "uploads are not supported yet").render(request)
+        return RedirectResource(self.app, f"{self.user}/{self.name}").render(request)
 
 
 def index_child(server: Server, user: str, path: bytes, request: Request) -> Resource:
@@ -80,21 +80,21 @@ def index_child(server: Server, user: str, path: bytes, request: Request) -> Res
 
 
 class _IndexNode(api.IndexResource):
-    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
-        config = self.server.indexes.get(self.key)
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        config = self.app.indexes.get(self.key)
         if path == b"":
-            return IndexSlash(self.server, self.user, self.name)
+            return IndexSlash(self.app, self.user, self.name)
         if config is None:
-            return ErrorResource(self.server, 404, f"index {self.key} does not exist")
+            return ErrorResource(self.app, 404, f"index {self.key} does not exist")
         if path == b"+simple":
-            return SimpleResource(self.server, config)
+            return SimpleResource(self.app, config)
         if path == b"+f":
-            return FilesResource(self.server, config)
+            return FilesResource(self.app, config)
         if path == b"+api":
-            return api.ApiResource(self.server, config)
+            return api.ApiResource(self.app, config)
         extra = INDEX_EXTRAS.get(path)
         if extra is not None:
-            return extra(self.server, config)
+            return extra(self.app, config)
         if path.startswith(b"+"):
-            return ErrorResource(self.server, 404, "no such page")
-        return api.ProjectResource(self.server, config)
+            return ErrorResource(self.app, 404, "no such page")
+        return api.ProjectResource(self.app, config)

@@ -85,7 +85,7 @@ class SimpleResource(AsyncResource):
         self.index = index
 
     async def handle_GET(self, request: Request) -> bytes | None:
-        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        path = [p.decode("utf-8", "replace") for p in request.postpath or []]
         base = f"{self.index.key}/+simple/"
         if not path:
             return self._redirect(request, base)
@@ -102,11 +102,11 @@ class SimpleResource(AsyncResource):
         return await self._project(request, norm)
 
     async def handle_POST(self, request: Request) -> bytes | None:
-        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        path = [p.decode("utf-8", "replace") for p in request.postpath or []]
         if len(path) == 2 and path[1] == "refresh" and is_valid_project_name(path[0]):
             project = normalize(path[0])
-            for config in self.server.order(self.index.key):
-                mirror = self.server.mirrors.get(config.key)
+            for config in self.app.order(self.index.key):
+                mirror = self.app.mirrors.get(config.key)
                 if mirror is not None:
                     try:
                         await mirror.refresh(project)
@@ -117,28 +117,28 @@ class SimpleResource(AsyncResource):
 
     def _redirect(self, request: Request, path: str) -> bytes:
         request.setResponseCode(302)
-        request.setHeader(b"Location", absolute(request, self.server, path).encode())
+        request.setHeader(b"Location", absolute(request, self.app, path).encode())
         return b""
 
     async def _project(self, request: Request, project: str) -> bytes:
         fmt = _choose(request)
-        resolved = await self.server.project_page(self.index.key, project)
+        resolved = await self.app.project_page(self.index.key, project)
         page = resolved.page
         renderer = render_project_json if fmt == neg.JSON_V1 else render_project_html
-        body, etag = _cached_render(self.server, resolved.key, fmt, lambda: renderer(page))
+        body, etag = _cached_render(self.app, resolved.key, fmt, lambda: renderer(page))
         return _answer(request, body, etag, fmt)
 
     async def _list(self, request: Request) -> bytes:
         fmt = _choose(request)
-        names = await self.server.project_names(self.index.key)
+        names = await self.app.project_names(self.index.key)
         mirrors = tuple(
-            self.server.mirrors[c.key].generation
-            for c in self.server.order(self.index.key)
+            self.app.mirrors[c.key].generation
+            for c in self.app.order(self.index.key)
             if c.is_mirror
         )
-        key = (self.index.key, "+list", self.server.generation, mirrors, len(names))
+        key = (self.index.key, "+list", self.app.generation, mirrors, len(names))
         renderer = render_list_json if fmt == neg.JSON_V1 else render_list_html
-        body, etag = _cached_render(self.server, key, fmt, lambda: renderer(names))
+        body, etag = _cached_render(self.app, key, fmt, lambda: renderer(names))
         return _answer(request, body, etag, fmt)
 
 

@@ -16,7 +16,7 @@ from pkgmirror.web.util import AsyncResource, envelope, json_body
 
 class StatusResource(AsyncResource):
     async def handle_GET(self, request: Request) -> bytes:
-        server = self.server
+        server = self.app
         mirrors: dict[str, Any] = {}
         for key, mirror in server.mirrors.items():
             mirrors[key] = {
@@ -24,25 +24,29 @@ class StatusResource(AsyncResource):
                 "upstream": mirror.health.as_json(),
                 **mirror.stats,
             }
-        return envelope(request, "status", {
-            "version": __version__,
-            "uuid": server.uuid,
-            "uptime": round(time.time() - server.started, 1),
-            "serial": server.generation,
-            "offline": server.settings.mirror.offline,
-            "mirrors": mirrors,
-            "indexes": len(server.indexes),
-            "users": len(server.users),
-        })
+        return envelope(
+            request,
+            "status",
+            {
+                "version": __version__,
+                "uuid": server.uuid,
+                "uptime": round(time.time() - server.started, 1),
+                "serial": server.generation,
+                "offline": server.settings.mirror.offline,
+                "mirrors": mirrors,
+                "indexes": len(server.indexes),
+                "users": len(server.users),
+            },
+        )
 
 
 class HealthResource(AsyncResource):
     async def handle_GET(self, request: Request) -> bytes:
-        which = [p.decode("utf-8", "replace") for p in request.postpath if p]
+        which = [p.decode("utf-8", "replace") for p in request.postpath or [] if p]
         if which == ["live"]:
             return json_body(request, 200, {"status": "live"})
         if which == ["ready"]:
-            if not self.server.uuid:
+            if not self.app.uuid:
                 raise Refused(503, "not ready: storage not loaded")
             return json_body(request, 200, {"status": "ready"})
         raise Refused(404, "use /+health/live or /+health/ready")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import IO
 
+from twisted.internet.interfaces import IPullProducer
 from twisted.web.server import Request
 from zope.interface import implementer
-from twisted.internet.interfaces import IPullProducer
 
 from pkgmirror.fill import FileFill
 from pkgmirror.web.util import abort
@@ -32,7 +32,7 @@ class TailProducer:
     def open(cls, request: Request, fill: FileFill) -> TailProducer | None:
         """A producer on the fill's spool, or None when the spool is gone (committed)."""
         try:
-            handle = open(fill.spool.path.path, "rb")  # noqa: SIM115 - closed in _stop
+            handle = open(fill.spool.path.path, "rb")
         except OSError:
             return None
         return cls(request, fill, handle)

@@ -80,8 +80,10 @@ def outside_url(request: Request, server: Server) -> str:
     if server.settings.outside_url:
         return server.settings.outside_url.rstrip("/")
     proto = request.getHeader(b"x-forwarded-proto")
-    scheme = proto.decode("latin-1").split(",")[0].strip() if proto else (
-        "https" if request.isSecure() else "http"
+    scheme = (
+        proto.decode("latin-1").split(",")[0].strip()
+        if proto
+        else ("https" if request.isSecure() else "http")
     )
     host_header = request.getHeader(b"x-forwarded-host") or request.getHeader(b"host")
     if host_header:
@@ -177,8 +179,9 @@ def render_async(
             return
         if failure.check(CancelledError):
             return
-        log.failure("error answering {method} {uri}", failure,
-                    method=request.method, uri=request.uri)
+        log.failure(
+            "error answering {method} {uri}", failure, method=request.method, uri=request.uri
+        )
         if request.startedWriting:
             abort(request)
             return
@@ -217,7 +220,7 @@ class AsyncResource(Resource):
 
     def __init__(self, server: Server) -> None:
         super().__init__()
-        self.server = server
+        self.app = server
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         method = request.method.decode("ascii", "replace").upper()
@@ -226,12 +229,12 @@ class AsyncResource(Resource):
             handler = getattr(self, "handle_GET", None)
         if handler is None:
             allowed = sorted(
-                name[len("handle_"):] for name in dir(self) if name.startswith("handle_")
+                name[len("handle_") :] for name in dir(self) if name.startswith("handle_")
             )
             request.setHeader(b"Allow", ", ".join(allowed).encode())
-            set_common_headers(request, self.server)
+            set_common_headers(request, self.app)
             return error_body(request, 405, f"method {method} not allowed here")
-        return render_async(request, self.server, lambda: handler(request))
+        return render_async(request, self.app, lambda: handler(request))
 
 
 class ErrorResource(Resource):
@@ -239,12 +242,12 @@ class ErrorResource(Resource):
 
     def __init__(self, server: Server, code: int, message: str) -> None:
         super().__init__()
-        self.server = server
+        self.app = server
         self.code = code
         self.message = message
 
     def render(self, request: Request) -> bytes:  # type: ignore[override]
-        set_common_headers(request, self.server)
+        set_common_headers(request, self.app)
         return error_body(request, self.code, self.message)
 
 
@@ -253,22 +256,27 @@ class RedirectResource(Resource):
 
     def __init__(self, server: Server, path: str, code: int = 302) -> None:
         super().__init__()
-        self.server = server
+        self.app = server
         self.path = path
         self.code = code
 
     def render(self, request: Request) -> bytes:  # type: ignore[override]
-        set_common_headers(request, self.server)
-        location = absolute(request, self.server, self.path)
+        set_common_headers(request, self.app)
+        location = absolute(request, self.app, self.path)
         query = request.uri.partition(b"?")[2]
         if query:
             location += "?" + query.decode("latin-1")
         request.setResponseCode(self.code)
         request.setHeader(b"Location", location.encode("utf-8"))
         if wants_json(request):
-            return json_body(request, self.code, {
-                "message": f"The resource was found at {location}",
-                "code": f"{self.code} Found", "title": "Found",
-            })
+            return json_body(
+                request,
+                self.code,
+                {
+                    "message": f"The resource was found at {location}",
+                    "code": f"{self.code} Found",
+                    "title": "Found",
+                },
+            )
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return f"see {location}\n".encode()

@@ -1,0 +1,256 @@
+"""
+End to end: a real ``twistd -n pkgmirror``, two local upstreams (PEP 503 HTML "intranet" and
+PEP 691 JSON "public"), the three usual indexes, and real pip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+
+from pkgmirror.testing.processes import UpstreamProcess
+from pkgmirror.testing.server import ServerProcess
+from tests.conftest import INTRANET, PUBLIC, configure_indexes, fill, init_server, pip
+
+pytestmark = pytest.mark.e2e
+
+JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+
+def files_in(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir()}
+
+
+def page(server: ServerProcess, index: str, project: str) -> dict:
+    status, headers, body = server.request(
+        "GET", f"{index}/+simple/{project}/", headers=JSON_ACCEPT
+    )
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+    return json.loads(body)
+
+
+def test_stage_over_two_mirrors_online_then_offline(
+    tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    up_intranet = UpstreamProcess.start(fill(tmp_path / "intranet", INTRANET), "html")
+    up_public = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC), "json")
+    serverdir = tmp_path / "server"
+    init_server(serverdir, None)
+    with ServerProcess.start(serverdir, "--request-timeout", "3") as server:
+        configure_indexes(server, up_intranet.url, up_public.url)
+        index_url = server.url + "root/local/+simple/"
+
+        first = tmp_path / "first"
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(first),
+            "-i",
+            index_url,
+            "shared-pkg",
+            "private-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        # The greatest version of any base wins: 4.0 is only on the public mirror.
+        assert files_in(first) == {
+            "shared_pkg-4.0-py3-none-any.whl",
+            "private_pkg-1.1-py3-none-any.whl",
+        }
+
+        # Every version of every base is listed, each file at the URL of the index owning it.
+        listing = page(server, "root/local", "shared-pkg")
+        urls = {f["filename"]: f["url"] for f in listing["files"]}
+        assert set(urls) == {
+            f"shared_pkg-{v}{suffix}"
+            for v in ("1.0", "2.0", "3.0", "4.0")
+            for suffix in ("-py3-none-any.whl", ".tar.gz")
+        }
+        assert "/root/python-local/+f/" in urls["shared_pkg-3.0-py3-none-any.whl"]
+        assert "/root/pypi/+f/" in urls["shared_pkg-4.0-py3-none-any.whl"]
+        assert all(not u.startswith("http") for u in urls.values()), "links must be relative"
+
+        # An older version from the intranet mirror, and an sdist.
+        older = tmp_path / "older"
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(older),
+            "-i",
+            index_url,
+            "shared-pkg==3.0",
+            "public-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        assert files_in(older) == {
+            "shared_pkg-3.0-py3-none-any.whl",
+            "public_pkg-1.0-py3-none-any.whl",
+        }
+        fetched_from_intranet = [
+            e["path"] for e in up_intranet.log() if e["path"].startswith("/files/")
+        ]
+        assert sorted(fetched_from_intranet) == [
+            "/files/private_pkg-1.1-py3-none-any.whl",
+            "/files/shared_pkg-3.0-py3-none-any.whl",
+        ]
+
+        # Both upstreams go away: everything fetched before still installs.
+        up_intranet.stop()
+        up_public.stop()
+        offline = tmp_path / "offline"
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(offline),
+            "-i",
+            index_url,
+            "shared-pkg",
+            "private-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        assert files_in(offline) == {
+            "shared_pkg-4.0-py3-none-any.whl",
+            "private_pkg-1.1-py3-none-any.whl",
+        }
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(offline),
+            "-i",
+            index_url,
+            "shared-pkg==3.0",
+        )
+        assert result.returncode == 0, result.stderr
+        install = pip(
+            client_env,
+            "install",
+            "--target",
+            str(tmp_path / "site"),
+            "-i",
+            index_url,
+            "private-pkg",
+        )
+        assert install.returncode == 0, install.stderr
+        assert (tmp_path / "site" / "private_pkg" / "__init__.py").exists()
+
+        # A project never fetched: 503 with Retry-After, not a misleading 404.
+        status, headers, body = server.request(
+            "GET", "root/local/+simple/never-fetched/", headers=JSON_ACCEPT
+        )
+        assert status == 503, body
+        assert int(headers["Retry-After"]) > 0
+        status, _, _ = server.request(
+            "GET", "root/local/+simple/does-not-exist-anywhere/", headers=JSON_ACCEPT
+        )
+        assert status == 503
+
+    # All of it survives a restart, with the upstreams still gone.
+    with ServerProcess.start(serverdir, "--request-timeout", "3") as server:
+        again = tmp_path / "again"
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(again),
+            "-i",
+            server.url + "root/local/+simple/",
+            "shared-pkg",
+            "private-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        assert files_in(again) == {
+            "shared_pkg-4.0-py3-none-any.whl",
+            "private_pkg-1.1-py3-none-any.whl",
+        }
+
+
+def test_black_holed_upstream_does_not_make_pip_wait(
+    tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    up = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC[:3]), "json")
+    serverdir = tmp_path / "server"
+    init_server(serverdir, up.url)
+    # Pages expire at once, so every request wants to revalidate; the upstream timeout is long.
+    with ServerProcess.start(
+        serverdir, "--mirror-cache-expiry", "0", "--request-timeout", "30"
+    ) as server:
+        index_url = server.url + "root/pypi/+simple/"
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(tmp_path / "a"),
+            "-i",
+            index_url,
+            "shared-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        up.set_fault("hang")
+        started = time.monotonic()
+        for attempt in range(3):
+            result = pip(
+                client_env,
+                "download",
+                "--no-deps",
+                "-d",
+                str(tmp_path / f"b{attempt}"),
+                "-i",
+                index_url,
+                "shared-pkg",
+            )
+            assert result.returncode == 0, result.stderr
+        # Three pip runs against an upstream that never answers, each far below its 30 s timeout.
+        assert time.monotonic() - started < 20
+        up.stop()
+
+
+def test_pass_through_mirror_redirects_files_and_keeps_nothing(
+    tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    up = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC[:3]), "json")
+    serverdir = tmp_path / "server"
+    init_server(serverdir, up.url)
+    with ServerProcess.start(serverdir) as server:
+        status, _, body = server.request(
+            "PATCH", "root/pypi", ["mirror_use_external_urls=True"], auth=("root", "rootpw")
+        )
+        assert status == 200, body
+        assert json.loads(body)["result"]["mirror_use_external_urls"] is True
+        result = pip(
+            client_env,
+            "download",
+            "--no-deps",
+            "-d",
+            str(tmp_path / "d"),
+            "-i",
+            server.url + "root/pypi/+simple/",
+            "public-pkg",
+        )
+        assert result.returncode == 0, result.stderr
+        assert files_in(tmp_path / "d") == {"public_pkg-1.0-py3-none-any.whl"}
+        # pip got the bytes from the upstream itself, after our redirect.
+        assert "/files/public_pkg-1.0-py3-none-any.whl" in [e["path"] for e in up.log()]
+        files = page(server, "root/pypi", "public-pkg")["files"]
+        wheel = next(f for f in files if f["filename"].endswith(".whl"))
+        file_path = urljoin(server.url + "root/pypi/+simple/public-pkg/", wheel["url"])
+        file_path = file_path[len(server.url) :]
+        status, headers, _ = server.request("GET", file_path)
+        assert status == 302
+        assert headers["Location"] == up.file_url("public_pkg-1.0-py3-none-any.whl")
+    blobs = [p for p in (serverdir / "blobs").rglob("*") if p.is_file() and "tmp" not in p.parts]
+    assert blobs == []
+    up.stop()
