@@ -31,6 +31,7 @@ CHILD = r"""
 import json, os, signal, subprocess, sys, time
 
 record, code, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sigint_ignored_at_start = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 def on_signal(signum, frame):
     with open(record, "a") as stream:
@@ -41,7 +42,12 @@ def on_signal(signum, frame):
 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(signum, on_signal)
 
-ready = {"pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0)}
+ready = {
+    "pid": os.getpid(),
+    "pgid": os.getpgid(0),
+    "sid": os.getsid(0),
+    "sigint_ignored_at_start": sigint_ignored_at_start,
+}
 if mode == "grandchild":
     ready["grandchild"] = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -86,6 +92,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT)
         time.sleep(0.02)
 
 
+def ignore_sigint_before_exec() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Child:
     """The wrapper running CHILD, and what CHILD reports."""
 
@@ -96,6 +106,7 @@ class Child:
         mode: str,
         env: Mapping[str, str] | None = None,
         own_group: bool = False,
+        ignore_sigint: bool = False,
     ) -> None:
         script = tmp_path / "child.py"
         script.write_text(CHILD)
@@ -106,6 +117,7 @@ class Child:
             stderr=subprocess.PIPE,
             text=True,
             process_group=0 if own_group else None,
+            preexec_fn=ignore_sigint_before_exec if ignore_sigint else None,
         )
         ready = Path(f"{self.record}.ready")
         wait_for(lambda: ready.exists() or self.wrapper.poll() is not None, "the child to start")
@@ -142,8 +154,9 @@ def child(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         mode: str = "wait",
         env: Mapping[str, str] | None = None,
         own_group: bool = False,
+        ignore_sigint: bool = False,
     ) -> Child:
-        started.append(Child(tmp_path, code, mode, env, own_group))
+        started.append(Child(tmp_path, code, mode, env, own_group, ignore_sigint))
         return started[-1]
 
     yield start
@@ -181,6 +194,18 @@ def test_signals_for_the_wrappers_group_do_not_reach_the_server(
     assert wrapper_group != os.getpgid(0)
     os.killpg(wrapper_group, signal.SIGINT)
     assert running.status() == 4
+    assert running.signals() == ["SIGINT"]
+
+
+def test_server_gets_sigint_even_when_the_wrapper_was_started_ignoring_it(
+    child: Callable[..., Child],
+) -> None:
+    # Shells start background jobs with SIGINT ignored; twistd would then keep ignoring the
+    # very signal the wrapper forwards.
+    running = child(code=6, ignore_sigint=True)
+    assert running.ready["sigint_ignored_at_start"] is False
+    running.wrapper.send_signal(signal.SIGINT)
+    assert running.status() == 6
     assert running.signals() == ["SIGINT"]
 
 
@@ -340,11 +365,23 @@ def twistd_path() -> str:
     return found
 
 
+def default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and twistd keeps an ignored SIGINT
+    # ignored: the reference run must not depend on how the tests were started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop_with(command: list[str], cwd: Path, port: int, signum: int) -> tuple[int, str]:
     """Start command, wait until port listens, send signum, return (status, output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
     )
     try:
         wait_for(lambda: listening(port) or process.poll() is not None, "the server to listen")
