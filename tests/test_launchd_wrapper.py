@@ -184,7 +184,7 @@ def test_server_runs_in_its_own_session_and_process_group(child: Callable[..., C
     assert running.ready["pgid"] != os.getpgid(running.wrapper.pid)
 
 
-def test_signals_for_the_wrappers_group_do_not_reach_the_server(
+def test_ctrl_c_to_the_wrappers_group_stops_the_server(
     child: Callable[..., Child],
 ) -> None:
     # What a terminal's Ctrl-C does: one signal to the whole foreground group. The wrapper
