@@ -264,17 +264,21 @@ def test_page_etag_gives_304(upstream: UpstreamProcess) -> None:
     assert first.headers["X-PyPI-Last-Serial"]
 
 
-def test_keep_alive(upstream: UpstreamProcess) -> None:
+def test_keep_alive_is_fast(upstream: UpstreamProcess) -> None:
     connection = http.client.HTTPConnection(upstream.host, upstream.port, timeout=5)
+    started = time.monotonic()
     try:
-        for path in ("/simple/", "/simple/alpha/", f"/files/{WHEEL}"):
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-            assert not response.will_close
+        for _ in range(40):
+            for path in ("/simple/", "/simple/alpha/", f"/files/{WHEEL}"):
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+                assert not response.will_close
     finally:
         connection.close()
+    # 120 requests on one connection; a delayed-ACK stall per request would take ~5 s.
+    assert time.monotonic() - started < 2
 
 
 # Files
