@@ -341,6 +341,14 @@ def test_rescan_picks_up_new_files(tmp_path: Path) -> None:
         assert first_page.headers["X-PyPI-Last-Serial"] != serial
 
 
+def test_file_removed_without_rescan_is_a_404(tmp_path: Path) -> None:
+    path = build_wheel(tmp_path, "gone", "1.0")
+    with UpstreamProcess.start(tmp_path, "html") as up:
+        path.unlink()
+        assert request(up, f"/files/{path.name}").status == 404
+        assert up.log()[-1]["status"] == 404
+
+
 # The log
 
 

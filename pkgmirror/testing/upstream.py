@@ -571,8 +571,7 @@ class Handler(BaseHTTPRequestHandler):
             response = self._route(path, parse_qs(split.query))
         if fault is not None and fault.mode == "garbage":
             response = _garbage(response)
-        entry["status"] = response.status
-        self._send(response, head=head, fault=fault)
+        entry["status"] = self._send(response, head=head, fault=fault)
 
     def _hang(self, fault: Fault) -> None:
         self.close_connection = True
@@ -779,65 +778,77 @@ class Handler(BaseHTTPRequestHandler):
 
     # Sending
 
-    def _send(self, response: Response, head: bool = False, fault: Fault | None = None) -> None:
-        mode = fault.mode if fault is not None else "none"
+    def _send(self, response: Response, head: bool = False, fault: Fault | None = None) -> int:
+        """Send the response (as ``fault`` bends it) and return the status that went out."""
+        source: BinaryIO | None = None
+        if response.path is not None and not head and response.status != 304:
+            try:
+                source = open(response.path, "rb")
+            except OSError:
+                # Removed since the last scan: say so before any header has gone out.
+                response = _not_found()
         try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            if response.status != 304:
-                self.send_header("Content-Length", str(response.content_length))
-            if mode == "truncate" and not head:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if head or response.status == 304:
-                return
-            limit = response.content_length
-            if mode == "truncate":
-                limit //= 2
-                self.close_connection = True
-            corrupt = mode == "wronghash" and response.is_file
-            if mode == "slow":
-                assert fault is not None
-                delay = 0.1 if fault.delay is None else fault.delay
-                for piece in _rechunk(self._body(response, limit, corrupt), fault.chunk):
-                    time.sleep(delay)
-                    self.wfile.write(piece)
-            elif response.path is not None and not corrupt and limit == response.content_length:
-                with open(response.path, "rb") as f:
-                    self.connection.sendfile(f, response.offset, limit)
-            else:
-                for piece in self._body(response, limit, corrupt):
-                    self.wfile.write(piece)
+            self._write_response(response, head, fault, source)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        finally:
+            if source is not None:
+                source.close()
+        return response.status
 
-    @staticmethod
-    def _body(response: Response, limit: int, corrupt: bool) -> Iterator[bytes]:
+    def _write_response(
+        self, response: Response, head: bool, fault: Fault | None, source: BinaryIO | None
+    ) -> None:
+        mode = fault.mode if fault is not None else "none"
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if response.status != 304:
+            self.send_header("Content-Length", str(response.content_length))
+        if mode == "truncate" and not head:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if head or response.status == 304:
+            return
+        limit = response.content_length
+        if mode == "truncate":
+            limit //= 2
+            self.close_connection = True
+        corrupt = mode == "wronghash" and response.is_file
         pieces: Iterator[bytes]
-        if response.path is None:
+        if source is None:
             pieces = iter([response.body[:limit]])
+        elif not corrupt and mode != "slow":
+            self.connection.sendfile(source, response.offset, limit)
+            return
         else:
-            pieces = _read_range(response.path, response.offset, limit)
-        for piece in pieces:
+            pieces = _read_range(source, response.offset, limit)
+        if corrupt:
             # Flipping every bit keeps the length and guarantees a different digest.
-            yield piece.translate(_FLIP) if corrupt else piece
+            pieces = (piece.translate(_FLIP) for piece in pieces)
+        if mode == "slow":
+            assert fault is not None
+            delay = 0.1 if fault.delay is None else fault.delay
+            for piece in _rechunk(pieces, fault.chunk):
+                time.sleep(delay)
+                self.wfile.write(piece)
+        else:
+            for piece in pieces:
+                self.wfile.write(piece)
 
 
 _FLIP = bytes(255 - i for i in range(256))
 
 
-def _read_range(path: Path, offset: int, length: int) -> Iterator[bytes]:
-    f: BinaryIO
-    with open(path, "rb") as f:
-        f.seek(offset)
-        left = length
-        while left > 0:
-            block = f.read(min(_CHUNK, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
+def _read_range(source: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    source.seek(offset)
+    left = length
+    while left > 0:
+        block = source.read(min(_CHUNK, left))
+        if not block:
+            return
+        left -= len(block)
+        yield block
 
 
 def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
