@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import http.client
 import json
@@ -262,17 +264,21 @@ def test_page_etag_gives_304(upstream: UpstreamProcess) -> None:
     assert first.headers["X-PyPI-Last-Serial"]
 
 
-def test_keep_alive(upstream: UpstreamProcess) -> None:
+def test_keep_alive_is_fast(upstream: UpstreamProcess) -> None:
     connection = http.client.HTTPConnection(upstream.host, upstream.port, timeout=5)
+    started = time.monotonic()
     try:
-        for path in ("/simple/", "/simple/alpha/", f"/files/{WHEEL}"):
-            connection.request("GET", path)
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-            assert not response.will_close
+        for _ in range(40):
+            for path in ("/simple/", "/simple/alpha/", f"/files/{WHEEL}"):
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+                assert not response.will_close
     finally:
         connection.close()
+    # 120 requests on one connection; a delayed-ACK stall per request would take ~5 s.
+    assert time.monotonic() - started < 2
 
 
 # Files
@@ -333,6 +339,14 @@ def test_rescan_picks_up_new_files(tmp_path: Path) -> None:
         first_page = request(up, "/simple/first/")
         assert b"first-2.0-py3-none-any.whl" in first_page.body
         assert first_page.headers["X-PyPI-Last-Serial"] != serial
+
+
+def test_file_removed_without_rescan_is_a_404(tmp_path: Path) -> None:
+    path = build_wheel(tmp_path, "gone", "1.0")
+    with UpstreamProcess.start(tmp_path, "html") as up:
+        path.unlink()
+        assert request(up, f"/files/{path.name}").status == 404
+        assert up.log()[-1]["status"] == 404
 
 
 # The log
@@ -461,3 +475,85 @@ def test_slow_trickles_the_body(upstream: UpstreamProcess, root: Path) -> None:
 def test_bad_fault_is_refused(upstream: UpstreamProcess) -> None:
     with pytest.raises(RuntimeError, match="unknown fault mode"):
         upstream.set_fault("explode")
+
+
+# Yanks, auth, compression, and uv
+
+
+def test_yank_shows_on_pages_and_moves_the_serial(upstream: UpstreamProcess) -> None:
+    before = request(upstream, "/simple/alpha/", {"Accept": JSON})
+    upstream.yank(WHEEL, "broken")
+    after = request(upstream, "/simple/alpha/", {"Accept": JSON})
+    files = {f["filename"]: f for f in json.loads(after.body)["files"]}
+    assert files[WHEEL]["yanked"] == "broken"
+    assert files["alpha-1.0.tar.gz"]["yanked"] is False
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert after.headers["X-PyPI-Last-Serial"] != before.headers["X-PyPI-Last-Serial"]
+    page = request(upstream, "/simple/alpha/").body.decode()
+    assert re.search(re.escape(WHEEL) + r'#sha256=[0-9a-f]+" [^>]*data-yanked="broken"', page)
+    upstream.unyank(WHEEL)
+    files = {
+        f["filename"]: f
+        for f in json.loads(request(upstream, "/simple/alpha/", {"Accept": JSON}).body)["files"]
+    }
+    assert files[WHEEL]["yanked"] is False
+    with pytest.raises(RuntimeError):
+        upstream.yank("nosuch-1.0.tar.gz")
+
+
+def test_auth_requires_basic_credentials(root: Path, tmp_path: Path) -> None:
+    with UpstreamProcess.start(root, "json", auth=("alice", "s3cret")) as up:
+        for path in ("/simple/alpha/", f"/files/{WHEEL}"):
+            answer = request(up, path)
+            assert answer.status == 401
+            assert answer.headers["WWW-Authenticate"].startswith("Basic")
+        good = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()}
+        assert request(up, "/simple/alpha/", good).status == 200
+        bad = {"Authorization": "Basic " + base64.b64encode(b"alice:wrong").decode()}
+        assert request(up, "/simple/alpha/", bad).status == 401
+        # pip sends credentials given in the index URL.
+        url = up.url.replace("http://", "http://alice:s3cret@")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--index-url", url,
+             "--dest", str(tmp_path / "dl"), "alpha==1.0"],
+            env=clean_client_env(tmp_path / "home"), capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        up.set_auth(None)
+        assert request(up, "/simple/alpha/").status == 200
+
+
+def test_gzip_pages_but_never_files(root: Path) -> None:
+    with UpstreamProcess.start(root, "json", gzip=True) as up:
+        plain = request(up, "/simple/alpha/", {"Accept": JSON})
+        packed = request(up, "/simple/alpha/", {"Accept": JSON, "Accept-Encoding": "gzip"})
+        wheel = request(up, f"/files/{WHEEL}", {"Accept-Encoding": "gzip"})
+        again = request(
+            up,
+            "/simple/alpha/",
+            {"Accept": JSON, "Accept-Encoding": "gzip", "If-None-Match": packed.headers["ETag"]},
+        )
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(packed.body) == plain.body
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    assert again.status == 304
+    assert "Content-Encoding" not in wheel.headers
+    assert wheel.body == (root / WHEEL).read_bytes()
+
+
+def test_uv_reads_wheel_metadata_with_ranges(upstream: UpstreamProcess, tmp_path: Path) -> None:
+    uv = Path(sys.executable).with_name("uv")
+    if not uv.exists():
+        pytest.skip("uv is not installed next to this Python")
+    result = subprocess.run(
+        [str(uv), "pip", "install", "--index-url", upstream.url, "--target",
+         str(tmp_path / "target"), "--python", sys.executable, "alpha==1.0"],
+        env=clean_client_env(tmp_path / "home"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    log = upstream.log()
+    assert any(e["method"] == "HEAD" for e in log)
+    ranged = [e for e in log if "range" in e["headers"]]
+    assert ranged and all(e["status"] == 206 for e in ranged)
+    assert (tmp_path / "target" / "beta" / "payload.bin").exists()

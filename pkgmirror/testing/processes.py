@@ -136,6 +136,8 @@ class UpstreamProcess:
         host: str = "127.0.0.1",
         port: int = 0,
         file_urls: str = "absolute",
+        auth: tuple[str, str] | None = None,
+        gzip: bool = False,
         extra_args: Sequence[str] = (),
         timeout: float = 10.0,
     ) -> Self:
@@ -156,6 +158,8 @@ class UpstreamProcess:
             "--prefix", prefix,
             "--file-urls", file_urls,
             "--port-file", str(port_file),
+            *(["--auth", f"{auth[0]}:{auth[1]}"] if auth else []),
+            *(["--gzip"] if gzip else []),
             *extra_args,
         ]  # fmt: skip
         with open(stderr_path, "wb") as stderr:
@@ -210,6 +214,17 @@ class UpstreamProcess:
 
     def clear_fault(self) -> None:
         self.set_fault("none")
+
+    def yank(self, filename: str, reason: str = "") -> None:
+        """Mark a file yanked (PEP 592) on the pages; its project's serial moves."""
+        self._control("POST", "yank", {"filename": filename, "reason": reason})
+
+    def unyank(self, filename: str) -> None:
+        self._control("POST", "yank", {"filename": filename, "yanked": False})
+
+    def set_auth(self, user: str | None, password: str | None = None) -> None:
+        """Require HTTP Basic credentials on pages and files from now on (None: no more)."""
+        self._control("POST", "auth", {} if user is None else {"user": user, "password": password})
 
     def log(self) -> list[dict[str, Any]]:
         """Requests so far, oldest first: dicts with method, path, headers, status, fault, time."""

@@ -6,6 +6,7 @@ also runs as a plain script)::
 
     python -m pkgmirror.testing.upstream --root DIR --port 0 --mode html|json|meta \\
         [--prefix /simple/] [--port-file F] [--host 127.0.0.1] [--file-urls absolute|path|relative]
+        [--auth USER:PASSWORD] [--gzip] [--log-limit N] [--verbose]
 
 It serves every distribution file (``.whl``, ``.tar.gz``, ``.zip``, ...) found anywhere under
 DIR, recursively, so a flat directory and a ``DIR/<project>/<files>`` tree both work. The
@@ -26,7 +27,12 @@ URLs:
 Modes: ``html`` serves only HTML. ``json`` serves PEP 691 JSON (api 1.1, with size and
 upload-time) when the Accept header prefers it (or ``?format=`` asks for it). ``meta`` is
 ``json`` plus PEP 658/714 metadata, announced under both attribute and key names.
-Pages carry ETag (304 on If-None-Match), ``Vary: Accept`` and ``X-PyPI-Last-Serial``.
+Pages carry ETag (304 on If-None-Match), ``Vary: Accept`` and ``X-PyPI-Last-Serial`` (a
+project's serial moves whenever its files or yank states change). ``--file-urls`` picks how
+pages link files: ``http://host/files/F`` (the default, as the Host header names us), ``/files/F``,
+or relative (``../../files/F``). ``--gzip`` compresses pages (never files) for clients that
+accept gzip. ``--auth`` requires HTTP Basic credentials on pages and files and answers 401 with
+``WWW-Authenticate: Basic`` without them.
 
 Control endpoints:
 
@@ -38,6 +44,10 @@ Control endpoints:
                               "count": n, "chunk": bytes}``; replaces the current fault
 ``GET  /_control/fault``      the current fault
 ``POST /_control/add``        rescan DIR (after adding or removing files)
+``POST /_control/yank``       JSON ``{"filename": F, "reason": "..."}`` marks F yanked (PEP 592);
+                              ``{"filename": F, "yanked": false}`` takes it back
+``POST /_control/auth``       JSON ``{"user": U, "password": P}`` requires those credentials
+                              from now on; ``{}`` stops requiring any
 
 Fault modes (applied to requests whose path starts with one of ``paths``, or to all; with
 ``count``, only to the next ``count`` such requests, then the fault clears itself):
@@ -58,9 +68,11 @@ Fault modes (applied to requests whose path starts with one of ``paths``, or to 
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import email.parser
 import email.utils
+import gzip
 import hashlib
 import html
 import json
@@ -343,12 +355,16 @@ class UpstreamServer(ThreadingHTTPServer):
         file_urls: str,
         log_limit: int,
         verbose: bool,
+        use_gzip: bool = False,
     ) -> None:
         self.root = root
         self.mode = mode
         self.prefix = prefix
         self.file_urls = file_urls
         self.verbose = verbose
+        self.gzip = use_gzip
+        self.authorization: str | None = None
+        self.yanked: dict[str, str] = {}
         self.catalog = Catalog(root)
         self.lock = threading.Lock()
         self.fault = Fault()
@@ -361,6 +377,29 @@ class UpstreamServer(ThreadingHTTPServer):
             self.catalog = Catalog(self.root, self.catalog, self.catalog.serial)
             self._page_cache = {}
             return self.catalog
+
+    def set_auth(self, user: str | None, password: str | None) -> None:
+        if user is None:
+            self.authorization = None
+        else:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self.authorization = "Basic " + token
+
+    def set_yanked(self, filename: str, reason: str | None) -> bool:
+        """Yank (reason is a string) or un-yank (None) a file; False when there is no such file."""
+        with self.lock:
+            dist = self.catalog.files.get(filename)
+            if dist is None:
+                return False
+            if reason is None:
+                self.yanked.pop(filename, None)
+            else:
+                self.yanked[filename] = reason
+            catalog = self.catalog
+            catalog.serial += 1
+            catalog.serials[dist.project] = catalog.serial
+            self._page_cache = {}
+            return True
 
     def set_fault(self, fault: Fault) -> None:
         with self.lock:
@@ -394,6 +433,8 @@ class UpstreamServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pkgmirror-test-upstream/1"
+    # Headers and body go out in separate writes; with Nagle on, keep-alive stalls 40 ms each.
+    disable_nagle_algorithm = True
     server: UpstreamServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -434,6 +475,28 @@ class Handler(BaseHTTPRequestHandler):
         elif path in ("/_control/add", "/_control/rescan"):
             catalog = server.rescan()
             self._send_json(200, {"files": len(catalog.files), "projects": len(catalog.projects)})
+        elif path == "/_control/yank":
+            try:
+                data = json.loads(body or b"{}")
+                filename = str(data["filename"])
+                reason = str(data.get("reason") or "") if data.get("yanked", True) else None
+            except (ValueError, TypeError, KeyError) as e:
+                self._send_json(400, {"error": f"bad yank request: {e}"})
+                return
+            if server.set_yanked(filename, reason):
+                self._send_json(200, {"filename": filename, "yanked": reason})
+            else:
+                self._send_json(404, {"error": f"no file {filename}"})
+        elif path == "/_control/auth":
+            try:
+                data = json.loads(body or b"{}")
+                user = data.get("user")
+                password = data.get("password")
+            except (ValueError, AttributeError) as e:
+                self._send_json(400, {"error": f"bad auth request: {e}"})
+                return
+            server.set_auth(None if user is None else str(user), password)
+            self._send_json(200, {"auth": user is not None})
         else:
             self._send_json(404, {"error": "no such control endpoint"})
 
@@ -497,11 +560,18 @@ class Handler(BaseHTTPRequestHandler):
                     head=head,
                 )
                 return
-        response = self._route(path, parse_qs(split.query))
+        expected = self.server.authorization
+        if expected is not None and self.headers.get("Authorization") != expected:
+            response = Response(
+                401,
+                [("WWW-Authenticate", 'Basic realm="upstream"'), ("Content-Type", "text/plain")],
+                b"credentials required\n",
+            )
+        else:
+            response = self._route(path, parse_qs(split.query))
         if fault is not None and fault.mode == "garbage":
             response = _garbage(response)
-        entry["status"] = response.status
-        self._send(response, head=head, fault=fault)
+        entry["status"] = self._send(response, head=head, fault=fault)
 
     def _hang(self, fault: Fault) -> None:
         self.close_connection = True
@@ -588,11 +658,16 @@ class Handler(BaseHTTPRequestHandler):
             serial = catalog.serials[project]
         headers = [
             ("Content-Type", content_type + ("; charset=utf-8" if "html" in content_type else "")),
-            ("ETag", etag),
-            ("Vary", "Accept"),
+            ("Vary", "Accept, Accept-Encoding" if server.gzip else "Accept"),
             ("Cache-Control", "max-age=600, public"),
             ("X-PyPI-Last-Serial", str(serial)),
         ]
+        if server.gzip and _accepts_gzip(self.headers.get("Accept-Encoding")):
+            body, etag = server.cached_page(
+                (*key, "gzip"), lambda: (gzip.compress(body, mtime=0), etag[:-1] + '-gzip"')
+            )
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("ETag", etag))
         if _etag_matches(self.headers.get("If-None-Match"), etag):
             return Response(304, headers)
         return Response(200, headers, body)
@@ -622,7 +697,7 @@ class Handler(BaseHTTPRequestHandler):
                     "requires-python": d.requires_python,
                     "size": d.size,
                     "upload-time": d.upload_time,
-                    "yanked": False,
+                    "yanked": _yank_value(self.server.yanked.get(d.filename)),
                 }
                 if meta and d.metadata is not None:
                     entry["core-metadata"] = {"sha256": d.metadata_sha256}
@@ -642,6 +717,9 @@ class Handler(BaseHTTPRequestHandler):
                 attrs = ""
                 if d.requires_python:
                     attrs += f' data-requires-python="{html.escape(d.requires_python)}"'
+                reason = self.server.yanked.get(d.filename)
+                if reason is not None:
+                    attrs += f' data-yanked="{html.escape(reason)}"'
                 if meta and d.metadata is not None:
                     value = f"sha256={d.metadata_sha256}"
                     attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
@@ -700,65 +778,77 @@ class Handler(BaseHTTPRequestHandler):
 
     # Sending
 
-    def _send(self, response: Response, head: bool = False, fault: Fault | None = None) -> None:
-        mode = fault.mode if fault is not None else "none"
+    def _send(self, response: Response, head: bool = False, fault: Fault | None = None) -> int:
+        """Send the response (as ``fault`` bends it) and return the status that went out."""
+        source: BinaryIO | None = None
+        if response.path is not None and not head and response.status != 304:
+            try:
+                source = open(response.path, "rb")
+            except OSError:
+                # Removed since the last scan: say so before any header has gone out.
+                response = _not_found()
         try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            if response.status != 304:
-                self.send_header("Content-Length", str(response.content_length))
-            if mode == "truncate" and not head:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if head or response.status == 304:
-                return
-            limit = response.content_length
-            if mode == "truncate":
-                limit //= 2
-                self.close_connection = True
-            corrupt = mode == "wronghash" and response.is_file
-            if mode == "slow":
-                assert fault is not None
-                delay = 0.1 if fault.delay is None else fault.delay
-                for piece in _rechunk(self._body(response, limit, corrupt), fault.chunk):
-                    time.sleep(delay)
-                    self.wfile.write(piece)
-            elif response.path is not None and not corrupt and limit == response.content_length:
-                with open(response.path, "rb") as f:
-                    self.connection.sendfile(f, response.offset, limit)
-            else:
-                for piece in self._body(response, limit, corrupt):
-                    self.wfile.write(piece)
+            self._write_response(response, head, fault, source)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        finally:
+            if source is not None:
+                source.close()
+        return response.status
 
-    @staticmethod
-    def _body(response: Response, limit: int, corrupt: bool) -> Iterator[bytes]:
+    def _write_response(
+        self, response: Response, head: bool, fault: Fault | None, source: BinaryIO | None
+    ) -> None:
+        mode = fault.mode if fault is not None else "none"
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        if response.status != 304:
+            self.send_header("Content-Length", str(response.content_length))
+        if mode == "truncate" and not head:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if head or response.status == 304:
+            return
+        limit = response.content_length
+        if mode == "truncate":
+            limit //= 2
+            self.close_connection = True
+        corrupt = mode == "wronghash" and response.is_file
         pieces: Iterator[bytes]
-        if response.path is None:
+        if source is None:
             pieces = iter([response.body[:limit]])
+        elif not corrupt and mode != "slow":
+            self.connection.sendfile(source, response.offset, limit)
+            return
         else:
-            pieces = _read_range(response.path, response.offset, limit)
-        for piece in pieces:
+            pieces = _read_range(source, response.offset, limit)
+        if corrupt:
             # Flipping every bit keeps the length and guarantees a different digest.
-            yield piece.translate(_FLIP) if corrupt else piece
+            pieces = (piece.translate(_FLIP) for piece in pieces)
+        if mode == "slow":
+            assert fault is not None
+            delay = 0.1 if fault.delay is None else fault.delay
+            for piece in _rechunk(pieces, fault.chunk):
+                time.sleep(delay)
+                self.wfile.write(piece)
+        else:
+            for piece in pieces:
+                self.wfile.write(piece)
 
 
 _FLIP = bytes(255 - i for i in range(256))
 
 
-def _read_range(path: Path, offset: int, length: int) -> Iterator[bytes]:
-    f: BinaryIO
-    with open(path, "rb") as f:
-        f.seek(offset)
-        left = length
-        while left > 0:
-            block = f.read(min(_CHUNK, left))
-            if not block:
-                return
-            left -= len(block)
-            yield block
+def _read_range(source: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    source.seek(offset)
+    left = length
+    while left > 0:
+        block = source.read(min(_CHUNK, left))
+        if not block:
+            return
+        left -= len(block)
+        yield block
 
 
 def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
@@ -798,6 +888,14 @@ def _parse_range(header: str, total: int) -> tuple[int, int] | None:
     if start >= total:
         raise _Unsatisfiable
     return start, min(end, total - 1)
+
+
+def _accepts_gzip(header: str | None) -> bool:
+    for item in (header or "").split(","):
+        coding, _, params = item.partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -846,6 +944,13 @@ def _render_index(catalog: Catalog, content_type: str) -> tuple[bytes, str]:
     return body, _page_etag(body, content_type)
 
 
+def _yank_value(reason: str | None) -> bool | str:
+    # PEP 691: true for a yank without a reason, the reason string otherwise.
+    if reason is None:
+        return False
+    return reason or True
+
+
 def _redirect(location: str) -> Response:
     return Response(301, [("Location", location), ("Content-Type", "text/plain")], b"")
 
@@ -878,6 +983,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="absolute",
         help="how pages link files: http://host/files/F, /files/F, or ../../files/F",
     )
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="require HTTP Basic auth")
+    parser.add_argument("--gzip", action="store_true", help="gzip pages for clients that accept it")
     parser.add_argument("--log-limit", type=int, default=100_000, help="requests kept in the log")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     return parser.parse_args(argv)
@@ -894,7 +1001,11 @@ def main(argv: list[str] | None = None) -> int:
         args.file_urls,
         args.log_limit,
         args.verbose,
+        args.gzip,
     )
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        server.set_auth(user, password)
     port = server.server_address[1]
     if args.port_file is not None:
         # Written whole and renamed, so a reader never sees a partial number.
