@@ -51,6 +51,17 @@ class TailProducer:
             return
         if self._fill.failure is not None:
             self._stop()
+            if not self._request.startedWriting:
+                # Nothing sent yet: a plain 502 tells the client more than a reset.
+                reason = self._fill.failure.getErrorMessage()
+                body = f"could not fetch the file from the upstream: {reason}\n".encode()
+                self._request.unregisterProducer()
+                self._request.setResponseCode(502)
+                self._request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+                self._request.setHeader(b"Content-Length", str(len(body)).encode())
+                self._request.write(body)
+                self._request.finish()
+                return
             abort(self._request)
             return
         limit = self._fill.readable
