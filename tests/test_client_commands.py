@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import configparser
 import json
+import re
 import stat
 import sys
 import types
@@ -552,3 +553,24 @@ def test_commands_without_a_server_say_so(cli: Cli) -> None:
     result = cli("list")
     assert result.rc == 2
     assert "pkgmirror use" in result.err
+
+
+def test_upload_without_files_builds_the_project_here(
+    cli: Cli, logged_in: FakeDevpi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("build")
+    pytest.importorskip("setuptools")
+    project = tmp_path / "proj"
+    (project / "tiny_demo").mkdir(parents=True)
+    (project / "tiny_demo/__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tiny-demo"\nversion = "1.2"\nrequires-python = ">=3.9"\n'
+    )
+    monkeypatch.chdir(project)
+    # --no-isolation: the test must not fetch a build backend from any index.
+    result = cli("upload", "--no-isolation", "--sdist")
+    assert result.rc == 0, result.err
+    assert re.search(r"uploaded tiny[-_]demo-1\.2\.tar\.gz to root/dev", result.out)
+    assert list(logged_in.projects["root/dev"]["tiny-demo"]) == ["1.2"]
+    assert b'name="requires_python"\r\n\r\n>=3.9\r\n' in logged_in.requests[-1].body

@@ -582,8 +582,17 @@ def _build_here(ctx: Context, outdir: Path) -> list[Path]:
             "build the project yourself and pass the files"
         )
     ctx.warn(f"building {project_dir} with 'python -m build'")
+    options = [
+        flag
+        for flag, wanted in (
+            ("--no-isolation", ctx.args.no_isolation),
+            ("--sdist", ctx.args.sdist),
+            ("--wheel", ctx.args.wheel),
+        )
+        if wanted
+    ]
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(outdir), str(project_dir)],
+        [sys.executable, "-m", "build", *options, "--outdir", str(outdir), str(project_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE", help="files, or directories holding them")
     p.add_argument("--index", metavar="USER/INDEX", help="default: the current index")
     p.add_argument("--dry-run", action="store_true", help="check the files, send nothing")
+    p.add_argument("--sdist", action="store_true", help="(building) only the sdist")
+    p.add_argument("--wheel", action="store_true", help="(building) only the wheel")
+    p.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="(building) use the installed build backend instead of an isolated environment",
+    )
 
     p = add("getjson", commands.cmd_getjson, "print the JSON the server answers for PATH")
     p.add_argument("path", metavar="PATH", help="a path on the server (/root/pypi) or a URL")
