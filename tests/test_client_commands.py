@@ -574,3 +574,26 @@ def test_upload_without_files_builds_the_project_here(
     assert re.search(r"uploaded tiny[-_]demo-1\.2\.tar\.gz to root/dev", result.out)
     assert list(logged_in.projects["root/dev"]["tiny-demo"]) == ["1.2"]
     assert b'name="requires_python"\r\n\r\n>=3.9\r\n' in logged_in.requests[-1].body
+
+
+def test_a_server_under_a_path_prefix() -> None:
+    from pkgmirror.client.commands import _root_and_index
+
+    api = {"login": "http://internal:3141/devpi/+login", "index": "x"}
+    assert _root_and_index("https://pkgs.example.test/devpi/root/dev/", api) == (
+        "https://pkgs.example.test/devpi/",
+        "root/dev",
+    )
+    assert _root_and_index("https://pkgs.example.test/devpi/", api) == (
+        "https://pkgs.example.test/devpi/",
+        None,
+    )
+    # A server that announces no login URL: the index is the last two segments.
+    assert _root_and_index("http://h/p/root/dev/", {"index": "x"}) == ("http://h/p/", "root/dev")
+
+
+def test_wrong_password_gives_no_login_hint(cli: Cli, fake_devpi: FakeDevpi) -> None:
+    cli("use", fake_devpi.url)
+    result = cli("login", "root", "--password", "nope")
+    assert result.rc == 1
+    assert "run 'pkgmirror login" not in result.err

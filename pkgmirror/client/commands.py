@@ -95,8 +95,8 @@ def cmd_init(ctx: Context) -> int:
 # -- use ---------------------------------------------------------------------------------------
 
 
-def _split_use_url(ctx: Context, given: str) -> tuple[str, str | None]:
-    """``(URL to ask for +api, USER/INDEX or None)`` for the argument of ``use``."""
+def _use_base(ctx: Context, given: str) -> str:
+    """The URL (ending in ``/``) whose ``+api`` ``use`` asks, for the argument of ``use``."""
     if "://" not in given:
         if not ctx.state.url:
             raise usage_error(f"no server yet: give a full URL, not {given!r}")
@@ -107,15 +107,33 @@ def _split_use_url(ctx: Context, given: str) -> tuple[str, str | None]:
     segments = [s for s in parts.path.split("/") if s]
     if segments and segments[-1] == "+simple":
         segments.pop()  # people paste the simple URL pip uses
-    if not segments:
-        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", "")), None
-    if len(segments) == 1:
-        raise usage_error(f"give URL or URL/USER/INDEX, not a user URL: {given!r}")
-    path = "/" + "/".join(segments) + "/"
-    return (
-        urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", "")),
-        "/".join(segments[-2:]),
-    )
+    path = "/" + "".join(f"{s}/" for s in segments)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _root_and_index(base: str, api: Mapping[str, Any]) -> tuple[str, str | None]:
+    """
+    The server's root URL and the ``USER/INDEX`` that ``base`` names (None for the root).
+
+    The root's path comes from the ``login`` URL the server announces, so a server mounted
+    under a path prefix works; scheme and host stay as the user gave them, as the server may
+    not know the name it is reached by.
+    """
+    parts = urllib.parse.urlsplit(base)
+    login = api.get("login")
+    login_path = urllib.parse.urlsplit(login).path if isinstance(login, str) else ""
+    if login_path.endswith("/+login") and parts.path.startswith(login_path[: -len("+login")]):
+        root_path = login_path[: -len("+login")]
+    else:
+        segments = [s for s in parts.path.split("/") if s]
+        root_path = "/" + "".join(f"{s}/" for s in segments[:-2]) if "index" in api else parts.path
+    root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, root_path, "", ""))
+    rest = [s for s in parts.path[len(root_path) :].split("/") if s]
+    if not rest:
+        return root, None
+    if len(rest) != 2:
+        raise usage_error(f"give URL or URL/USER/INDEX, not {base!r}")
+    return root, "/".join(rest)
 
 
 def _api(ctx: Context, base: str, *, auth: tuple[str, str] | None) -> dict[str, Any]:
@@ -144,20 +162,16 @@ def cmd_use(ctx: Context) -> int:
             raise usage_error(f"--venv {args.venv}: no such directory")
     state = ctx.state
     if args.url:
-        base, index = _split_use_url(ctx, args.url)
+        base = _use_base(ctx, args.url)
     else:
         if not state.url:
             raise usage_error("no server: run 'pkgmirror use URL'")
         base = state.url + (f"{state.index}/" if state.index else "")
-        index = state.index
-    root_guess = base if index is None else base[: -len(index) - 1]
     # The token goes only to the server it was made for.
-    auth = ctx.auth if state.url == root_guess else None
+    same_server = state.url is not None and base.startswith(state.url)
+    auth = ctx.auth if same_server else None
     api = _api(ctx, base, auth=auth)
-    root = root_guess
-    login_url = api.get("login")
-    if isinstance(login_url, str) and login_url.endswith("/+login"):
-        root = login_url[: -len("+login")]
+    root, index = _root_and_index(base, api)
     login = state.login if state.url == root else None
     authstatus = api.get("authstatus") or []
     login_note = ""
@@ -262,6 +276,7 @@ def cmd_login(ctx: Context) -> int:
         json_body={"user": args.user, "password": password},
         expect=(200,),
         send_auth=False,
+        hint=False,
     )
     result = reply.result
     if not isinstance(result, dict) or not isinstance(result.get("password"), str):
@@ -339,7 +354,9 @@ def cmd_user(ctx: Context) -> int:
     if args.create:
         values = as_object(_keyvalues(args.keyvalues, allow_list_ops=False))
         if "password" not in values:
-            values["password"] = ctx.password(None, f"password for new user {args.name}: ")
+            values["password"] = ctx.password(
+                None, f"password for new user {args.name}: ", confirm=True
+            )
         reply = ctx.request("PUT", _quote(args.name), json_body=values, expect=(200, 201))
         return _done(ctx, reply, f"user {args.name} created")
     if args.modify:
@@ -422,6 +439,8 @@ def cmd_index(ctx: Context) -> int:
                 ]
             )
         ctx.lines(table(rows))
+        if not rows:
+            ctx.warn(f"{user} has no indexes")
         return EXIT_OK
     name, texts = _index_args(ctx)
     if args.create:
@@ -494,8 +513,10 @@ def cmd_list(ctx: Context) -> int:
         projects = sorted(str(p) for p in result.get("projects") or ())
         if ctx.json_output:
             ctx.emit_json(projects)
-        else:
+        elif projects:
             ctx.lines(projects)
+        else:
+            ctx.warn(f"no projects on {index}")
         return EXIT_OK
     project, only_version = _parse_spec(args.spec)
     reply = ctx.request("GET", f"{index}/{_quote(project)}", expect=(200,))

@@ -114,11 +114,13 @@ class Context:
         *,
         expect: Collection[int] = (200, 201),
         send_auth: bool = True,
+        hint: bool = True,
         **kwargs: Any,
     ) -> Reply:
         """
         One request to the server; a reply outside ``expect`` becomes a :class:`CommandError`
-        with the server's message (exit 1).
+        with the server's message (exit 1), and with ``hint`` a word on logging in after a
+        401/403.
         """
         auth = self.auth if send_auth else None
         try:
@@ -126,15 +128,17 @@ class Context:
         except TransportError as error:
             raise CommandError(str(error)) from error
         if reply.status not in expect:
-            raise CommandError(self.refusal(reply, sent_auth=auth is not None))
+            raise CommandError(self.refusal(reply, sent_auth=auth is not None, hint=hint))
         return reply
 
-    def refusal(self, reply: Reply, *, sent_auth: bool) -> str:
+    def refusal(self, reply: Reply, *, sent_auth: bool, hint: bool = True) -> str:
         try:
             reason = http.HTTPStatus(reply.status).phrase
         except ValueError:
             reason = ""
         text = f"{reply.status} {reason}: {reply.message}".replace(" :", ":")
+        if not hint:
+            return text
         if reply.status == 401 and sent_auth:
             text += "\n(token expired? run 'pkgmirror login')"
         elif reply.status in (401, 403) and not sent_auth:
