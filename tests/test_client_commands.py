@@ -597,3 +597,29 @@ def test_wrong_password_gives_no_login_hint(cli: Cli, fake_devpi: FakeDevpi) -> 
     result = cli("login", "root", "--password", "nope")
     assert result.rc == 1
     assert "run 'pkgmirror login" not in result.err
+
+
+def test_passwords_are_asked_for_on_a_terminal(
+    cli: Cli, logged_in: FakeDevpi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter(["newpw", "newpw", "pw1", "pw2"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    assert cli("passwd", tty=True).rc == 0
+    assert logged_in.users["root"]["password"] == "newpw"
+    result = cli("user", "-c", "bob", tty=True)
+    assert result.rc == 2 and "differ" in result.err
+    assert "bob" not in logged_in.users
+
+
+def test_servers_without_keyvalue_parsing_get_the_whole_config(
+    cli: Cli, logged_in: FakeDevpi
+) -> None:
+    saved = state(cli)
+    saved["features"] = ["push-no-docs"]
+    cli.state_path.write_text(json.dumps(saved))
+    assert cli("index", "dev", "mirror_whitelist+=foo", "title=T").rc == 0
+    assert [r.method for r in logged_in.requests] == ["GET", "PATCH"]
+    body = logged_in.requests[1].json()
+    assert isinstance(body, dict)
+    assert body["mirror_whitelist"] == ["foo"] and body["title"] == "T"
+    assert logged_in.users["root"]["indexes"]["dev"]["mirror_whitelist"] == ["foo"]

@@ -45,7 +45,9 @@ class Context:
     err: TextIO
     stdin: TextIO
     now: Callable[[], float] = time.time
-    read_password: Callable[[str], str] = getpass.getpass
+    read_password: Callable[[str], str] = attrs.field(
+        default=attrs.Factory(lambda: lambda prompt: getpass.getpass(prompt))
+    )
 
     @property
     def json_output(self) -> bool:

@@ -50,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 refused by the server, 2 usage error (nothing sent)",
     )
     parser.add_argument("--version", action="version", version=f"pkgmirror {__version__}")
-    parser.add_argument("--json", action="store_true", default=False, help=argparse.SUPPRESS)
-    parser.add_argument("--clientdir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--json", action="store_true", default=False, help="JSON output for scripts"
+    )
+    parser.add_argument(
+        "--clientdir",
+        default=None,
+        metavar="DIR",
+        help="client state directory (default $PKGMIRROR_CLIENTDIR or ~/.pkgmirror/client)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, func: Command, help: str) -> argparse.ArgumentParser:
