@@ -70,7 +70,10 @@ def _quote(segment: str) -> str:
 
 def cmd_init(ctx: Context) -> int:
     # Imported here so that the client commands never load the server's modules.
-    from pkgmirror.serverinit import InitError, init_serverdir
+    try:
+        from pkgmirror.serverinit import InitError, init_serverdir
+    except ImportError as error:
+        raise CommandError(f"the server part of pkgmirror is not installed: {error}") from error
 
     args = ctx.args
     serverdir = os.path.expanduser(args.serverdir)
@@ -251,7 +254,12 @@ def cmd_use(ctx: Context) -> int:
     rows.append(["index:", state.index or "(none: use URL/USER/INDEX)"])
     if state.simpleindex:
         rows.append(["simple URL:", state.simpleindex])
-    rows.append(["login:", (f"logged in as {user}" if user else "not logged in") + login_note])
+    if state.login is not None:
+        expires = state.login.expires
+        valid = "" if expires is None else f", {_duration(expires - ctx.now())} left"
+        rows.append(["login:", f"logged in as {state.login.user}{valid}"])
+    else:
+        rows.append(["login:", "not logged in" + login_note])
     if state.venv:
         rows.append(["venv:", state.venv])
     ctx.lines(table(rows))
