@@ -28,7 +28,7 @@ from pkgmirror.client.context import (
     table,
     usage_error,
 )
-from pkgmirror.client.http import Reply
+from pkgmirror.client.http import Reply, TransportError
 from pkgmirror.client.keyvalues import (
     KeyValueError,
     apply_locally,
@@ -140,10 +140,13 @@ def _root_and_index(base: str, api: Mapping[str, Any]) -> tuple[str, str | None]
 
 
 def _api(ctx: Context, base: str, *, auth: tuple[str, str] | None) -> dict[str, Any]:
-    from pkgmirror.client.http import TransportError
-
     try:
         reply = ctx.http.request("GET", base + "+api", auth=auth)
+        if reply.status in (401, 403) and auth is not None:
+            # A server that refuses a stale token outright still tells us its layout without it;
+            # authstatus then says "noauth" and the stale login is dropped below.
+            auth = None
+            reply = ctx.http.request("GET", base + "+api")
     except TransportError as error:
         raise CommandError(str(error)) from error
     if reply.status != 200:
@@ -178,15 +181,15 @@ def cmd_use(ctx: Context) -> int:
     login = state.login if state.url == root else None
     authstatus = api.get("authstatus") or []
     login_note = ""
-    if login is not None and auth is not None and authstatus and authstatus[0] != "ok":
+    if login is not None and auth is not None and (not authstatus or authstatus[0] != "ok"):
         login_note = " (the server no longer accepts the token: run 'pkgmirror login')"
         login = None
     elif login is not None and login.expired(ctx.now()):
         login_note = " (the login has expired: run 'pkgmirror login')"
         login = None
-    simpleindex = api.get("simpleindex") if index else None
-    if index and not isinstance(simpleindex, str):
-        simpleindex = urllib.parse.urljoin(root, f"{index}/+simple/")
+    # Built from the URL the user reaches the server at rather than taken from +api: behind a
+    # proxy the server may know itself by another name.
+    simpleindex = urllib.parse.urljoin(root, f"{index}/+simple/") if index else None
     features = api.get("features") or ()
     state = attrs.evolve(
         state,
