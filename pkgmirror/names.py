@@ -84,9 +84,7 @@ def parse_dist_filename(filename: str) -> tuple[str, str] | None:
         if filename.endswith(suffix):
             try:
                 name, version = parse_sdist_filename(
-                    filename
-                    if suffix in (".tar.gz", ".zip")
-                    else filename[: -len(suffix)] + ".tar.gz"
+                    filename if suffix in (".tar.gz", ".zip") else filename[: -len(suffix)] + ".tar.gz"
                 )
             except (InvalidSdistFilename, InvalidVersion):
                 return _parse_legacy_sdist(filename[: -len(suffix)])
