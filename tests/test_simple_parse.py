@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pkgmirror.model import Link
@@ -261,6 +262,17 @@ def test_html_urls_kept_as_written_without_base_url() -> None:
     ]
 
 
+def test_html_anchor_text_names_the_file_when_the_url_does_not() -> None:
+    body = (
+        b'<a href="https://files.example.org/download?id=7">foo-1.0.tar.gz</a>'
+        b'<a href="https://files.example.org/foo-2.0.tar.gz">download</a>'
+    )
+    first, second = parse_project_page(body, "text/html", None, "foo").links
+    assert first.filename == "foo-1.0.tar.gz"
+    assert first.url == "https://files.example.org/download?id=7"
+    assert second.filename == "foo-2.0.tar.gz"
+
+
 def test_html_base_tag_is_honoured() -> None:
     body = b'<html><head><base href="/mirror/files/"></head><a href="f-1.tar.gz">f-1.tar.gz</a>'
     page = parse_project_page(body, "text/html", PAGE_URL, "f")
@@ -365,3 +377,46 @@ def test_project_list_of_a_million_names_is_fast() -> None:
     assert len(names) == 1_000_000
     assert names[123456] == "P_123456"
     assert elapsed < 5.0
+
+
+_BASES = st.sampled_from(
+    [
+        PAGE_URL,
+        "https://index.example.org/simple/foo-bar",
+        "https://index.example.org",
+        "https://index.example.org/a/b/?q=1",
+        "http://127.0.0.1:3141/root/pypi/+simple/foo-bar/",
+    ]
+)
+_PIECES = st.sampled_from(
+    [
+        "..",
+        ".",
+        "a",
+        "+f",
+        "%2F",
+        "x?y",
+        "b;c",
+        "//h",
+        "http:",
+        "https://o.example.org",
+        "f.whl",
+        "a:b",
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(
+    _BASES, st.lists(_PIECES, min_size=1, max_size=6).map("/".join) | st.lists(_PIECES).map("".join)
+)
+def test_relative_urls_resolve_as_urljoin_does(base: str, href: str) -> None:
+    body = json_page([{"url": href + "#sha256=" + SHA_A, "hashes": {}}])
+    links = parse_project_page(body, JSON_V1, base, "f").links
+    expected_url = urljoin(base, href.strip())
+    # Without a "filename" key the file is named by the URL's last path segment.
+    expected_name = unquote(urlsplit(expected_url).path.rpartition("/")[2])
+    if expected_name:
+        assert (links[0].url, links[0].filename) == (expected_url, expected_name)
+    else:
+        assert links == ()
