@@ -21,14 +21,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pkgmirror.model import Link, ProjectPage
-from pkgmirror.simple.negotiate import JSON_V1
+from pkgmirror.simple.negotiate import HTML_V1, JSON_V1, TEXT_HTML
 from pkgmirror.simple.parse import parse_project_list, parse_project_page
 from pkgmirror.simple.render import (
     derive_versions,
     html_subset,
     json_api_version,
+    render_list,
     render_list_html,
     render_list_json,
+    render_project,
     render_project_html,
     render_project_json,
 )
@@ -282,6 +284,17 @@ def test_json_survives_lone_surrogates_from_a_parsed_page() -> None:
     assert parse_project_page(render_project_json(page), JSON_V1, None, "f") == attrs.evolve(
         page, versions=()
     )
+
+
+def test_render_in_the_negotiated_format() -> None:
+    page = ProjectPage(name="f", links=[whl("1.0")])
+    assert render_project(page, JSON_V1) == render_project_json(page)
+    assert render_project(page, TEXT_HTML) == render_project(page, HTML_V1)
+    assert render_project(page, HTML_V1) == render_project_html(page)
+    assert render_list(["a"], JSON_V1) == render_list_json(["a"])
+    assert render_list(["a"], TEXT_HTML) == render_list_html(["a"])
+    with pytest.raises(ValueError):
+        render_project(page, "application/json")
 
 
 # -- root pages ------------------------------------------------------------------------------
