@@ -10,6 +10,7 @@ major API version) raises :class:`ParseError`.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import html
 import json
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 from pkgmirror.model import Link, ProjectList, ProjectPage, parse_iso_time
+from pkgmirror.names import is_dist_filename
 
 
 class ParseError(ValueError):
@@ -109,7 +111,40 @@ def _load_json(body: bytes) -> dict[str, Any]:
 
 
 def _join(base_url: str | None, url: str) -> str:
-    return urljoin(base_url, url) if base_url else url
+    """``urljoin``, faster on pages with thousands of links (urljoin was half the parse time)."""
+    if not base_url:
+        return url
+    head, slash, tail = url.rpartition("/")
+    if tail and _PLAIN_TAIL.match(tail) and _tail_is_in_path(url, len(head)):
+        # Only the directory part needs resolving, and pages repeat directories.
+        directory = _join_directory(base_url, head + slash if slash else "./")
+        if directory is not None:
+            return directory + tail
+    return urljoin(base_url, url)
+
+
+# A last segment that urljoin would copy verbatim: no query, fragment, or dot segment.
+_PLAIN_TAIL = re.compile(r"(?!\.\.?\Z)[^?#]+\Z")
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _tail_is_in_path(url: str, last_slash: int) -> bool:
+    """False when what follows the last slash is (part of) a scheme or an authority."""
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    if url.startswith("//", start):
+        authority_end = url.find("/", start + 2)
+        return authority_end != -1 and authority_end <= last_slash
+    # "scheme:relative" is resolved in odd ways; leave it to urljoin.
+    return scheme is None and ":" not in url[last_slash:]
+
+
+@functools.lru_cache(maxsize=1024)
+def _join_directory(base_url: str, directory: str) -> str | None:
+    joined = urljoin(base_url, directory)
+    return joined if joined.endswith("/") else None
 
 
 def _str_map(value: object) -> dict[str, str]:
@@ -148,7 +183,8 @@ def _json_link(entry: object, base_url: str | None) -> Link | None:
     if not isinstance(raw_url, str) or not raw_url.strip():
         return None
     try:
-        url, fragment = _split_fragment(_join(base_url, raw_url.strip()))
+        reference, fragment = _split_fragment(raw_url.strip())
+        url = _join(base_url, reference)
         filename = entry.get("filename")
         if not isinstance(filename, str) or not filename:
             filename = _filename_of(url)
@@ -214,7 +250,12 @@ def _split_fragment(url: str) -> tuple[str, str]:
 
 
 def _filename_of(url: str) -> str:
-    return unquote(urlsplit(url).path.rpartition("/")[2])
+    """The URL's last path segment, unquoted ("" when the path ends in a slash or is empty)."""
+    without_query = url.partition("?")[0]
+    head, _, segment = without_query.rpartition("/")
+    if not _tail_is_in_path(without_query, len(head)):
+        segment = urlsplit(url).path.rpartition("/")[2]
+    return unquote(segment) if "%" in segment else segment
 
 
 def _fragment_hash(fragment: str) -> dict[str, str]:
@@ -291,10 +332,16 @@ def _html_link(attrs: Mapping[str, str | None], text: str, base: str | None) -> 
     if not href or not href.strip():
         return None
     try:
-        url, fragment = _split_fragment(_join(base, href.strip()))
-        filename = _filename_of(url) or text
+        reference, fragment = _split_fragment(href.strip())
+        url = _join(base, reference)
+        segment = _filename_of(url)
     except ValueError:
         return None
+    # PEP 503: the text must be the URL's last segment. When a server breaks that rule with a
+    # download URL like ".../download?id=7", the text is the better file name.
+    filename = (
+        segment if segment and (is_dist_filename(segment) or not is_dist_filename(text)) else text
+    )
     if not filename:
         return None
     # Presence means yanked; a bare attribute (value None) is a yank without reason.

@@ -23,6 +23,7 @@ from packaging.version import InvalidVersion, Version
 
 from pkgmirror.model import Link, ProjectPage
 from pkgmirror.names import normalize, parse_dist_filename, version_sort_key
+from pkgmirror.simple.negotiate import HTML_V1, JSON_V1, TEXT_HTML
 
 REPOSITORY_VERSION = "1.1"
 API_VERSION_FULL = "1.1"
@@ -194,6 +195,24 @@ def render_project_json(page: ProjectPage) -> bytes:
             status["reason"] = page.status_reason
         document["project-status"] = status
     return _dumps(document)
+
+
+def render_project(page: ProjectPage, media_type: str) -> bytes:
+    """The page in the format :func:`pkgmirror.simple.negotiate.negotiate` chose."""
+    if media_type == JSON_V1:
+        return render_project_json(page)
+    if media_type in (HTML_V1, TEXT_HTML):
+        return render_project_html(page)
+    raise ValueError(f"not a simple page media type: {media_type!r}")
+
+
+def render_list(names: Iterable[str], media_type: str) -> bytes:
+    """The root page in the format :func:`pkgmirror.simple.negotiate.negotiate` chose."""
+    if media_type == JSON_V1:
+        return render_list_json(names)
+    if media_type in (HTML_V1, TEXT_HTML):
+        return render_list_html(names)
+    raise ValueError(f"not a simple page media type: {media_type!r}")
 
 
 def render_list_html(names: Iterable[str], title: str = "Simple index") -> bytes:
