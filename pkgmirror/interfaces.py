@@ -9,7 +9,13 @@ Nothing here assumes SQLite or a local file system: a PostgreSQL ``IStorage`` an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from pkgmirror.model import IndexConfig, MirrorFile, MirrorPageState, ReleaseFile, User
 
 
 class StorageError(Exception):
@@ -45,7 +51,7 @@ class IStorage(Interface):
     def get_user(name: str) -> object:
         """Deferred[User | None]."""
 
-    def put_user(user: object) -> object:
+    def put_user(user: User) -> object:
         """Deferred[None]: create or replace the user of that name."""
 
     def delete_user(name: str) -> object:
@@ -58,7 +64,7 @@ class IStorage(Interface):
     def list_indexes() -> object:
         """Deferred[list[IndexConfig]] ordered by user, then name."""
 
-    def put_index(config: object) -> object:
+    def put_index(config: IndexConfig) -> object:
         """Deferred[None]: create or replace the index ``config.user/config.name``."""
 
     def delete_index(user: str, name: str) -> object:
@@ -68,11 +74,12 @@ class IStorage(Interface):
         """
 
     # stage files
-    def add_release_file(release_file: object, overwrite: bool) -> object:
+    def add_release_file(release_file: ReleaseFile, overwrite: bool) -> object:
         """
         Deferred[bool]: stores a ReleaseFile. Fires True when stored, False when the same file
         name with the same sha256 was there already (nothing changed). When the name is taken by
-        other bytes: replaces it if ``overwrite``, else fails with Conflict.
+        other bytes: replaces it if ``overwrite``, else fails with Conflict. Fails with NotFound
+        when the index does not exist.
         """
 
     def list_release_files(index: str, project: str | None = None) -> object:
@@ -91,21 +98,28 @@ class IStorage(Interface):
         """
 
     def set_yanked(index: str, project: str, version: str, reason: str | None) -> object:
-        """Deferred[int]: yanks (reason "" or text) or un-yanks (None); fires with files changed."""
+        """
+        Deferred[int]: yanks (reason "" or text) or un-yanks (None); fires with how many files
+        that version has (0: no such version), whether or not they were yanked already.
+        """
 
     # mirror cache
     def get_mirror_page(index: str, project: str) -> object:
         """Deferred[MirrorPageState | None]."""
 
-    def put_mirror_page(state: object, files: object) -> object:
+    def put_mirror_page(state: MirrorPageState, files: Iterable[MirrorFile]) -> object:
         """
         Deferred[None]: stores a MirrorPageState and upserts the MirrorFile rows of its links
         (``files``, a list), keeping what is already known of files still listed (cached bytes,
-        first-seen time).
+        first-seen time). Files no longer listed are kept too. Fails with NotFound when the index
+        does not exist.
         """
 
     def touch_mirror_page(index: str, project: str, fetched_at: float) -> object:
-        """Deferred[None]: an upstream said 304 Not Modified; the page is fresh again."""
+        """
+        Deferred[None]: an upstream said 304 Not Modified; the page is fresh again. Fails with
+        NotFound when no page is cached.
+        """
 
     def list_mirror_pages(index: str) -> object:
         """Deferred[list[tuple[str, float]]]: (project, fetched_at) of every cached page."""
@@ -116,16 +130,27 @@ class IStorage(Interface):
     def set_mirror_file_cached(
         index: str, path_key: str, filename: str, sha256: str, size: int, upload_time: str
     ) -> object:
-        """Deferred[None]: the bytes of that mirror file are now in the blob store."""
+        """
+        Deferred[None]: the bytes of that mirror file are now in the blob store (sets its size;
+        keeps an upload time already known). Fails with NotFound when there is no such file.
+        """
 
     def set_mirror_file_metadata(index: str, path_key: str, filename: str, sha256: str) -> object:
-        """Deferred[None]: the core metadata of that file is in the blob store under sha256."""
+        """
+        Deferred[None]: the core metadata of that file is in the blob store under sha256. Fails
+        with NotFound when there is no such file.
+        """
 
     def get_mirror_names(index: str) -> object:
         """Deferred[tuple[list[str], str | None, float] | None]: names, etag, fetched_at."""
 
-    def put_mirror_names(index: str, names: object, etag: str | None, fetched_at: float) -> object:
-        """Deferred[None]: replaces a mirror's upstream name list."""
+    def put_mirror_names(
+        index: str, names: Iterable[str], etag: str | None, fetched_at: float
+    ) -> object:
+        """
+        Deferred[None]: replaces a mirror's upstream name list. Fails with NotFound when the
+        index does not exist.
+        """
 
     def close() -> object:
         """Deferred[None]: finishes pending work and releases connections."""
