@@ -19,6 +19,9 @@ from typing import Any, TypeVar, cast
 
 import attrs
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
@@ -52,18 +55,19 @@ from pkgmirror.testing.memory import MemoryBlobStore, MemoryStorage
 T = TypeVar("T")
 
 
-def result(d: Deferred[T]) -> T:
+def result(d: object) -> Any:
     """The result of a Deferred that has already fired; raises its failure."""
-    box: list[T | Failure] = []
+    assert isinstance(d, Deferred)
+    box: list[object] = []
     d.addBoth(box.append)
     assert box, "the Deferred has not fired"
-    value = box[0]
-    if isinstance(value, Failure):
-        value.raiseException()
-    return cast(T, value)
+    if isinstance(box[0], Failure):
+        box[0].raiseException()
+    return box[0]
 
 
-def failure_of(d: Deferred[Any], *errors: type[BaseException]) -> Failure:
+def failure_of(d: object, *errors: type[BaseException]) -> Failure:
+    assert isinstance(d, Deferred)
     box: list[object] = []
     d.addBoth(box.append)
     assert box, "the Deferred has not fired"
@@ -131,6 +135,7 @@ def page_state(
         )
         for f in files
     ]
+    page: dict[str, Any] = {"name": project, "links": links, "versions": ["1.0"], "last_serial": 7}
     kw.setdefault("fetched_at", 1000.0)
     kw.setdefault("etag", '"v1"')
     kw.setdefault("serial", 7)
@@ -138,7 +143,7 @@ def page_state(
         index=index,
         project=project,
         status="ok",
-        page=ProjectPage(name=project, links=links, versions=("1.0",), last_serial=7),
+        page=ProjectPage(**page),
         **kw,
     )
 
@@ -701,7 +706,7 @@ class IBlobStoreTestsMixin:
         assert result(store.read(digest)) == b"hello world"
         assert result(store.size(digest)) == 11
         local = store.local_path(digest)
-        assert local is None or local.getContent() == b"hello world"
+        assert local is None or cast(FilePath[str], local).getContent() == b"hello world"
         spool.abort()  # harmless after commit
         assert result(store.has(digest))
 
@@ -876,3 +881,132 @@ class TestFileBlobStore(IBlobStoreTestsMixin):
             assert os.listdir(tmp_path / "tmp") == []
         finally:
             pool.stop()
+
+
+# --- the fake and the real storage agree ------------------------------------------------------
+
+_INDEXES = ("alice/dev", "bob/prod")
+_CONTENTS = (b"a", b"b", b"c")
+_FILES = ("foo-1.0.tar.gz", "foo-2.0.tar.gz", "bar-1.0.tar.gz")
+
+
+def _outcome(d: object) -> tuple[str, object]:
+    """A Deferred's result, or the kind of its failure, for comparing two storages."""
+    assert isinstance(d, Deferred)
+    box: list[object] = []
+    d.addBoth(box.append)
+    assert box, "the Deferred has not fired"
+    if isinstance(box[0], Failure):
+        return ("failed", box[0].type)
+    return ("ok", box[0])
+
+
+class StorageAgreement(RuleBasedStateMachine):
+    """Random operations on MemoryStorage and SQLiteStorage give the same answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memory = MemoryStorage()
+        self.sqlite = open_sqlite(Path(":memory:"))
+        self.both: tuple[IStorage, IStorage] = (self.memory, self.sqlite)
+        self.same("put_user", User(name="alice"))
+        self.same("put_user", User(name="bob"))
+        for key in _INDEXES:
+            user, name = key.split("/")
+            self.same("put_index", index_config(user, name))
+
+    def same(self, method: str, *args: object) -> object:
+        """Calls ``method`` on both storages; both give the same result or the same failure."""
+        memory, real = (_outcome(getattr(s, method)(*args)) for s in self.both)
+        assert memory == real, (method, args)
+        return memory
+
+    def teardown(self) -> None:
+        result(self.sqlite.close())
+
+    @rule(
+        index=st.sampled_from(_INDEXES),
+        filename=st.sampled_from(_FILES),
+        content=st.sampled_from(_CONTENTS),
+        meta=st.sampled_from((None, *_CONTENTS)),
+        overwrite=st.booleans(),
+    )
+    def add(
+        self, index: str, filename: str, content: bytes, meta: bytes | None, overwrite: bool
+    ) -> None:
+        project, version = filename.removesuffix(".tar.gz").split("-")
+        rf = release_file(
+            index,
+            project,
+            version,
+            filename,
+            content,
+            metadata_sha256=None if meta is None else sha(meta),
+        )
+        self.same("add_release_file", rf, overwrite)
+
+    @rule(
+        index=st.sampled_from(_INDEXES),
+        project=st.sampled_from(("foo", "bar")),
+        version=st.sampled_from((None, "1.0", "2.0")),
+    )
+    def delete_files(self, index: str, project: str, version: str | None) -> None:
+        self.same("delete_release_files", index, project, version)
+
+    @rule(
+        index=st.sampled_from(_INDEXES),
+        version=st.sampled_from(("1.0", "2.0")),
+        reason=st.sampled_from((None, "", "bad")),
+    )
+    def yank(self, index: str, version: str, reason: str | None) -> None:
+        self.same("set_yanked", index, "foo", version, reason)
+
+    @rule(
+        index=st.sampled_from(_INDEXES),
+        filenames=st.lists(st.sampled_from(_FILES), unique=True),
+        upload_time=st.sampled_from((None, "t1", "t2")),
+        when=st.floats(0, 1e9),
+    )
+    def put_page(
+        self, index: str, filenames: list[str], upload_time: str | None, when: float
+    ) -> None:
+        files = [mirror_file(index, "foo", f, upload_time=upload_time) for f in filenames]
+        state = page_state(files, index=index, fetched_at=when)
+        self.same("put_mirror_page", state, files)
+
+    @rule(
+        index=st.sampled_from(_INDEXES),
+        filename=st.sampled_from(_FILES),
+        content=st.sampled_from(_CONTENTS),
+        metadata=st.booleans(),
+    )
+    def cache_file(self, index: str, filename: str, content: bytes, metadata: bool) -> None:
+        f = mirror_file(index, "foo", filename)
+        if metadata:
+            self.same("set_mirror_file_metadata", index, f.path_key, filename, sha(content))
+        else:
+            args = (index, f.path_key, filename, sha(content), len(content), "t0")
+            self.same("set_mirror_file_cached", *args)
+
+    @rule(index=st.sampled_from(_INDEXES))
+    def delete_and_recreate_index(self, index: str) -> None:
+        user, name = index.split("/")
+        self.same("delete_index", user, name)
+        self.same("put_index", index_config(user, name))
+
+    @invariant()
+    def same_contents(self) -> None:
+        for index in _INDEXES:
+            self.same("list_release_files", index)
+            self.same("list_stage_projects", index)
+            self.same("list_mirror_pages", index)
+            self.same("get_mirror_page", index, "foo")
+            for filename in _FILES:
+                f = mirror_file(index, "foo", filename)
+                self.same("get_mirror_file", index, f.path_key, f.filename)
+
+
+StorageAgreement.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None
+)
+TestStorageAgreement = StorageAgreement.TestCase
