@@ -8,6 +8,7 @@ tests of what only its implementation has (files on disk, schema versions, threa
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
 import sqlite3
@@ -46,6 +47,7 @@ from pkgmirror.model import (
     ReleaseFile,
     User,
 )
+from pkgmirror.storage import codec
 from pkgmirror.storage import sqlite as sqlite_module
 from pkgmirror.storage.blobs import FileBlobStore
 from pkgmirror.storage.sqlite import SchemaTooNew, SQLiteStorage
@@ -333,6 +335,20 @@ class IStorageTestsMixin:
         assert result(stage.list_release_files("alice/dev")) == [other]
         assert result(stage.get_release_file("alice/dev", rf.path_key, rf.filename)) is None
         assert result(stage.get_release_file("alice/dev", other.path_key, other.filename)) == other
+
+    def test_unreferenced(self, stage: IStorage) -> None:
+        old = release_file(content=b"old", metadata_sha256=sha(b"old-meta"))
+        result(stage.add_release_file(old, False))
+        result(stage.add_release_file(attrs.evolve(old, index="bob/prod"), False))
+        new = release_file(content=b"new")
+        result(stage.add_release_file(new, True))
+        candidates = [old.sha256, sha(b"old-meta"), new.sha256, sha(b"never stored")]
+        assert result(stage.unreferenced(candidates)) == [sha(b"never stored")]
+        result(stage.delete_release_files("bob/prod", "foo-bar"))
+        assert result(stage.unreferenced(iter(candidates))) == sorted(
+            [old.sha256, sha(b"old-meta"), sha(b"never stored")]
+        )
+        assert result(stage.unreferenced([])) == []
 
     def test_add_release_file_to_unknown_index(self, stage: IStorage) -> None:
         failure_of(stage.add_release_file(release_file("alice/nope"), False), NotFound)
@@ -668,6 +684,21 @@ class ThreadedReactor:
         return cast(T, value)
 
 
+def test_stored_values_ignore_keys_they_do_not_know() -> None:
+    """A database written by a newer pkgmirror, with more fields, still reads."""
+    config = index_config("alice", "dev", bases=("root/pypi",), acl_upload=("alice",))
+    data = json.loads(codec.index_config_to_json(config))
+    data["added_in_a_later_version"] = [1, 2]
+    assert codec.index_config_from_json(json.dumps(data)) == config
+
+    state = page_state([mirror_file()])
+    assert state.page is not None
+    page = json.loads(codec.page_to_json(state.page))
+    page["new_page_field"] = True
+    page["links"][0]["new_link_field"] = "x"
+    assert codec.page_from_json(json.dumps(page)) == state.page
+
+
 # --- blob stores ----------------------------------------------------------------------------
 
 
@@ -1001,6 +1032,7 @@ class StorageAgreement(RuleBasedStateMachine):
             self.same("list_stage_projects", index)
             self.same("list_mirror_pages", index)
             self.same("get_mirror_page", index, "foo")
+            self.same("unreferenced", [sha(c) for c in _CONTENTS])
             for filename in _FILES:
                 f = mirror_file(index, "foo", filename)
                 self.same("get_mirror_file", index, f.path_key, f.filename)

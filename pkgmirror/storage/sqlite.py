@@ -743,6 +743,9 @@ class SQLiteStorage:
         # Copied here so the caller may change its list while the thread encodes ours.
         return self._write(_put_mirror_names, index, tuple(names), etag, fetched_at)
 
+    def unreferenced(self, sha256s: Iterable[str]) -> Deferred[list[str]]:
+        return self._read(_unreferenced, tuple(sha256s))
+
     def close(self) -> Deferred[None]:
         """Waits for queued queries, closes the connection and stops the thread. Idempotent."""
         if self._closed:

@@ -326,6 +326,11 @@ class MemoryStorage:
         self._names[index] = (tuple(names), etag, float(fetched_at))
 
     @_deferred
+    def unreferenced(self, sha256s: Iterable[str]) -> list[str]:
+        self._check()
+        return _unreferenced_after(sha256s, self._release.values(), self._mirror_files.values())
+
+    @_deferred
     def close(self) -> None:
         self._closed = True
 
