@@ -878,6 +878,22 @@ class TestFileBlobStore(IBlobStoreTestsMixin):
         assert os.listdir(tmp_path / "tmp") == []
         assert sorted(os.listdir(tmp_path)) == ["tmp"]
 
+    def test_failed_commit_leaves_no_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = file_store(tmp_path)
+        spool = store.new_spool()
+        spool.write(b"no room")
+
+        def disk_full(src: str, dst: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", disk_full)
+        failure_of(spool.commit(), OSError)
+        monkeypatch.undo()
+        assert os.listdir(tmp_path / "tmp") == []
+        assert not result(store.has(sha(b"no room")))
+
     def test_crash_leaves_spools_that_are_discarded(self, tmp_path: Path) -> None:
         before_crash = file_store(tmp_path)
         spool = before_crash.new_spool()

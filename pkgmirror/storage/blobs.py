@@ -61,19 +61,28 @@ def _remove(path: str) -> None:
 
 
 def _install(file: io.FileIO, temp: str, target: str) -> None:
-    """Makes the finished temporary file durable and visible as ``target``, or drops it."""
+    """
+    Makes the finished temporary file durable and visible as ``target``. The temporary file is
+    gone afterwards, even when this fails (a full disk, say).
+    """
     try:
-        file.flush()
-        os.fsync(file.fileno())
-    finally:
-        file.close()
-    if os.path.exists(target):
-        # Same name, same bytes: someone else stored this blob first.
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+        finally:
+            file.close()
+        if os.path.exists(target):
+            # Same name, same bytes: someone else stored this blob first.
+            _remove(temp)
+            return
+        directory = os.path.dirname(target)
+        _make_dirs(directory)
+        os.replace(temp, target)
+    except BaseException:
         _remove(temp)
-        return
-    directory = os.path.dirname(target)
-    _make_dirs(directory)
-    os.replace(temp, target)
+        raise
+    # Past the rename the blob is in place: a failure to persist its directory entry is
+    # reported, but nothing is left to clean up.
     _fsync_dir(directory)
 
 

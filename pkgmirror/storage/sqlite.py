@@ -547,7 +547,7 @@ def _put_mirror_names(
     fetched_at: float,
 ) -> None:
     _require_index(conn, index)
-    # Level 1: names compress well even so, and a million of them take ~0.1 s rather than ~1 s.
+    # Level 1: on name lists it compresses as well as the default level, in half the time.
     blob = zlib.compress("\n".join(names).encode("utf-8"), 1)
     conn.execute(
         "INSERT INTO mirror_names (idx, names, etag, fetched_at) VALUES (?, ?, ?, ?) "
