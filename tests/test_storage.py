@@ -655,10 +655,17 @@ class TestSQLiteStorage(IStorageTestsMixin):
                 FilePath(str(tmp_path / "db.sqlite")), reactor=cast(IReactorFromThreads, reactor)
             )
         )
-        assert any("pkgmirror-sqlite" in t.name for t in threading.enumerate())
-        reactor.wait(storage.put_user(User(name="alice")))
-        assert reactor.wait(storage.get_user("alice")) == User(name="alice")
-        reactor.wait(storage.close())
+        try:
+            callers: list[str] = []
+            reactor.wait(storage.put_user(User(name="alice")))
+            assert reactor.wait(storage.get_user("alice")) == User(name="alice")
+            # Work goes to the storage's own thread, not the caller's or a shared pool.
+            runner = storage._run
+            reactor.wait(runner(lambda: callers.append(threading.current_thread().name)))
+            assert "pkgmirror-sqlite" in callers[0]
+        finally:
+            reactor.wait(storage.close())
+        # The thread is gone, so it cannot keep the process alive.
         assert not any("pkgmirror-sqlite" in t.name for t in threading.enumerate())
 
 
