@@ -152,6 +152,13 @@ class IStorage(Interface):
         index does not exist.
         """
 
+    def unreferenced(sha256s: Iterable[str]) -> object:
+        """
+        Deferred[list[str]], sorted: those of the given blobs that no stage file and no cached
+        mirror file references (as file or as core metadata). For what the deleting methods
+        cannot report: the bytes an overwritten file had, say.
+        """
+
     def close() -> object:
         """Deferred[None]: finishes pending work and releases connections."""
 
