@@ -91,7 +91,7 @@ def configure_indexes(server: ServerProcess, intranet_url: str, public_url: str)
 
 
 @pytest.fixture
-def client_env(tmp_path: Path) -> dict[str, str]:
+def pip_env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir()
     return clean_client_env(home)

@@ -35,7 +35,7 @@ def page(server: ServerProcess, index: str, project: str) -> dict:
 
 
 def test_stage_over_two_mirrors_online_then_offline(
-    tmp_path: Path, client_env: dict[str, str]
+    tmp_path: Path, pip_env: dict[str, str]
 ) -> None:
     up_intranet = UpstreamProcess.start(fill(tmp_path / "intranet", INTRANET), "html")
     up_public = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC), "json")
@@ -47,7 +47,7 @@ def test_stage_over_two_mirrors_online_then_offline(
 
         first = tmp_path / "first"
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -79,7 +79,7 @@ def test_stage_over_two_mirrors_online_then_offline(
         # An older version from the intranet mirror, and an sdist.
         older = tmp_path / "older"
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -107,7 +107,7 @@ def test_stage_over_two_mirrors_online_then_offline(
         up_public.stop()
         offline = tmp_path / "offline"
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -123,7 +123,7 @@ def test_stage_over_two_mirrors_online_then_offline(
             "private_pkg-1.1-py3-none-any.whl",
         }
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -134,7 +134,7 @@ def test_stage_over_two_mirrors_online_then_offline(
         )
         assert result.returncode == 0, result.stderr
         install = pip(
-            client_env,
+            pip_env,
             "install",
             "--target",
             str(tmp_path / "site"),
@@ -160,7 +160,7 @@ def test_stage_over_two_mirrors_online_then_offline(
     with ServerProcess.start(serverdir, "--request-timeout", "3") as server:
         again = tmp_path / "again"
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -178,7 +178,7 @@ def test_stage_over_two_mirrors_online_then_offline(
 
 
 def test_black_holed_upstream_does_not_make_pip_wait(
-    tmp_path: Path, client_env: dict[str, str]
+    tmp_path: Path, pip_env: dict[str, str]
 ) -> None:
     up = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC[:3]), "json")
     serverdir = tmp_path / "server"
@@ -189,7 +189,7 @@ def test_black_holed_upstream_does_not_make_pip_wait(
     ) as server:
         index_url = server.url + "root/pypi/+simple/"
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
@@ -203,7 +203,7 @@ def test_black_holed_upstream_does_not_make_pip_wait(
         started = time.monotonic()
         for attempt in range(3):
             result = pip(
-                client_env,
+                pip_env,
                 "download",
                 "--no-deps",
                 "-d",
@@ -219,7 +219,7 @@ def test_black_holed_upstream_does_not_make_pip_wait(
 
 
 def test_pass_through_mirror_redirects_files_and_keeps_nothing(
-    tmp_path: Path, client_env: dict[str, str]
+    tmp_path: Path, pip_env: dict[str, str]
 ) -> None:
     up = UpstreamProcess.start(fill(tmp_path / "public", PUBLIC[:3]), "json")
     serverdir = tmp_path / "server"
@@ -231,7 +231,7 @@ def test_pass_through_mirror_redirects_files_and_keeps_nothing(
         assert status == 200, body
         assert json.loads(body)["result"]["mirror_use_external_urls"] is True
         result = pip(
-            client_env,
+            pip_env,
             "download",
             "--no-deps",
             "-d",
