@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
@@ -38,43 +40,43 @@ class IStorage(Interface):
     Deferred and runs its queries off the reactor thread.
     """
 
-    def get_setting(key: str) -> object:
+    def get_setting(key: str) -> Deferred[str | None]:
         """Deferred[str | None]: a server-wide setting (schema version, token secret, uuid)."""
 
-    def put_setting(key: str, value: str) -> object:
+    def put_setting(key: str, value: str) -> Deferred[None]:
         """Deferred[None]."""
 
     # users
-    def list_users() -> object:
+    def list_users() -> Deferred[list[User]]:
         """Deferred[list[User]] in name order."""
 
-    def get_user(name: str) -> object:
+    def get_user(name: str) -> Deferred[User | None]:
         """Deferred[User | None]."""
 
-    def put_user(user: User) -> object:
+    def put_user(user: User) -> Deferred[None]:
         """Deferred[None]: create or replace the user of that name."""
 
-    def delete_user(name: str) -> object:
+    def delete_user(name: str) -> Deferred[list[str]]:
         """
         Deferred[list[str]]: removes the user and all their indexes (as ``delete_index``), firing
         with the sha256 of blobs no longer referenced. Fails with NotFound.
         """
 
     # indexes
-    def list_indexes() -> object:
+    def list_indexes() -> Deferred[list[IndexConfig]]:
         """Deferred[list[IndexConfig]] ordered by user, then name."""
 
-    def put_index(config: IndexConfig) -> object:
+    def put_index(config: IndexConfig) -> Deferred[None]:
         """Deferred[None]: create or replace the index ``config.user/config.name``."""
 
-    def delete_index(user: str, name: str) -> object:
+    def delete_index(user: str, name: str) -> Deferred[list[str]]:
         """
         Deferred[list[str]]: removes the index, its stage files and its mirror cache, firing with
         the sha256 of blobs no other index references any more. Fails with NotFound.
         """
 
     # stage files
-    def add_release_file(release_file: ReleaseFile, overwrite: bool) -> object:
+    def add_release_file(release_file: ReleaseFile, overwrite: bool) -> Deferred[bool]:
         """
         Deferred[bool]: stores a ReleaseFile. Fires True when stored, False when the same file
         name with the same sha256 was there already (nothing changed). When the name is taken by
@@ -82,32 +84,34 @@ class IStorage(Interface):
         when the index does not exist.
         """
 
-    def list_release_files(index: str, project: str | None = None) -> object:
+    def list_release_files(index: str, project: str | None = None) -> Deferred[list[ReleaseFile]]:
         """Deferred[list[ReleaseFile]] of one stage (of one project when given)."""
 
-    def get_release_file(index: str, path_key: str, filename: str) -> object:
+    def get_release_file(index: str, path_key: str, filename: str) -> Deferred[ReleaseFile | None]:
         """Deferred[ReleaseFile | None] by the key in its URL."""
 
-    def list_stage_projects(index: str) -> object:
+    def list_stage_projects(index: str) -> Deferred[list[str]]:
         """Deferred[list[str]]: normalised names of the projects a stage has files of."""
 
-    def delete_release_files(index: str, project: str, version: str | None = None) -> object:
+    def delete_release_files(
+        index: str, project: str, version: str | None = None
+    ) -> Deferred[list[str]]:
         """
         Deferred[list[str]]: deletes a project's files (of one version when given), firing with
         the sha256 of blobs no longer referenced anywhere. Fails with NotFound if none matched.
         """
 
-    def set_yanked(index: str, project: str, version: str, reason: str | None) -> object:
+    def set_yanked(index: str, project: str, version: str, reason: str | None) -> Deferred[int]:
         """
         Deferred[int]: yanks (reason "" or text) or un-yanks (None); fires with how many files
         that version has (0: no such version), whether or not they were yanked already.
         """
 
     # mirror cache
-    def get_mirror_page(index: str, project: str) -> object:
+    def get_mirror_page(index: str, project: str) -> Deferred[MirrorPageState | None]:
         """Deferred[MirrorPageState | None]."""
 
-    def put_mirror_page(state: MirrorPageState, files: Iterable[MirrorFile]) -> object:
+    def put_mirror_page(state: MirrorPageState, files: Iterable[MirrorFile]) -> Deferred[None]:
         """
         Deferred[None]: stores a MirrorPageState and upserts the MirrorFile rows of its links
         (``files``, a list), keeping what is already known of files still listed (cached bytes,
@@ -115,51 +119,53 @@ class IStorage(Interface):
         does not exist.
         """
 
-    def touch_mirror_page(index: str, project: str, fetched_at: float) -> object:
+    def touch_mirror_page(index: str, project: str, fetched_at: float) -> Deferred[None]:
         """
         Deferred[None]: an upstream said 304 Not Modified; the page is fresh again. Fails with
         NotFound when no page is cached.
         """
 
-    def list_mirror_pages(index: str) -> object:
+    def list_mirror_pages(index: str) -> Deferred[list[tuple[str, float]]]:
         """Deferred[list[tuple[str, float]]]: (project, fetched_at) of every cached page."""
 
-    def get_mirror_file(index: str, path_key: str, filename: str) -> object:
+    def get_mirror_file(index: str, path_key: str, filename: str) -> Deferred[MirrorFile | None]:
         """Deferred[MirrorFile | None]."""
 
     def set_mirror_file_cached(
         index: str, path_key: str, filename: str, sha256: str, size: int, upload_time: str
-    ) -> object:
+    ) -> Deferred[None]:
         """
         Deferred[None]: the bytes of that mirror file are now in the blob store (sets its size;
         keeps an upload time already known). Fails with NotFound when there is no such file.
         """
 
-    def set_mirror_file_metadata(index: str, path_key: str, filename: str, sha256: str) -> object:
+    def set_mirror_file_metadata(
+        index: str, path_key: str, filename: str, sha256: str
+    ) -> Deferred[None]:
         """
         Deferred[None]: the core metadata of that file is in the blob store under sha256. Fails
         with NotFound when there is no such file.
         """
 
-    def get_mirror_names(index: str) -> object:
+    def get_mirror_names(index: str) -> Deferred[tuple[list[str], str | None, float] | None]:
         """Deferred[tuple[list[str], str | None, float] | None]: names, etag, fetched_at."""
 
     def put_mirror_names(
         index: str, names: Iterable[str], etag: str | None, fetched_at: float
-    ) -> object:
+    ) -> Deferred[None]:
         """
         Deferred[None]: replaces a mirror's upstream name list. Fails with NotFound when the
         index does not exist.
         """
 
-    def unreferenced(sha256s: Iterable[str]) -> object:
+    def unreferenced(sha256s: Iterable[str]) -> Deferred[list[str]]:
         """
         Deferred[list[str]], sorted: those of the given blobs that no stage file and no cached
         mirror file references (as file or as core metadata). For what the deleting methods
         cannot report: the bytes an overwritten file had, say.
         """
 
-    def close() -> object:
+    def close() -> Deferred[None]:
         """Deferred[None]: finishes pending work and releases connections."""
 
 
@@ -180,7 +186,7 @@ class ISpool(Interface):
     def hexdigest() -> str:
         """The sha256 of what was written so far."""
 
-    def commit(expected_sha256: str | None = None) -> object:
+    def commit(expected_sha256: str | None = None) -> Deferred[str]:
         """
         Deferred[str]: makes the blob durable and visible under its sha256 (fsync, then an
         atomic rename), firing with the sha256. If ``expected_sha256`` is given and differs,
@@ -194,29 +200,29 @@ class ISpool(Interface):
 class IBlobStore(Interface):
     """Content-addressed bytes (package files, core-metadata files), keyed by sha256 hex."""
 
-    def has(sha256: str) -> object:
+    def has(sha256: str) -> Deferred[bool]:
         """Deferred[bool]."""
 
-    def size(sha256: str) -> object:
+    def size(sha256: str) -> Deferred[int | None]:
         """Deferred[int | None]: the blob's size, None when absent."""
 
-    def local_path(sha256: str) -> object:
+    def local_path(sha256: str) -> FilePath[str] | None:
         """
         FilePath | None, synchronously: where the blob can be read on this machine, if it can.
         A remote store answers None and readers use ``read``.
         """
 
-    def read(sha256: str) -> object:
+    def read(sha256: str) -> Deferred[bytes]:
         """Deferred[bytes]: a small blob whole (core metadata). Fails with NotFound."""
 
     def new_spool() -> ISpool:
         """A fresh ISpool."""
 
-    def put_bytes(data: bytes) -> object:
+    def put_bytes(data: bytes) -> Deferred[str]:
         """Deferred[str]: stores small bytes, firing with their sha256."""
 
-    def delete(sha256: str) -> object:
+    def delete(sha256: str) -> Deferred[None]:
         """Deferred[None]: removes a blob; absent blobs are fine."""
 
-    def discard_stale_spools() -> object:
+    def discard_stale_spools() -> Deferred[int]:
         """Deferred[int]: removes temporary files left by a crash; fires with how many."""
