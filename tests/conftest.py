@@ -106,3 +106,9 @@ def pip(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
         text=True,
         timeout=timeout,
     )
+
+
+def stored_blobs(serverdir: Path) -> list[Path]:
+    """Committed blobs in a server directory (not the spool of partial downloads)."""
+    blobs = serverdir / "blobs"
+    return [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"]

@@ -14,7 +14,15 @@ import pytest
 
 from pkgmirror.testing.processes import UpstreamProcess
 from pkgmirror.testing.server import ServerProcess
-from tests.conftest import INTRANET, PUBLIC, configure_indexes, fill, init_server, pip
+from tests.conftest import (
+    INTRANET,
+    PUBLIC,
+    configure_indexes,
+    fill,
+    init_server,
+    pip,
+    stored_blobs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -251,6 +259,5 @@ def test_pass_through_mirror_redirects_files_and_keeps_nothing(
         status, headers, _ = server.request("GET", file_path)
         assert status == 302
         assert headers["Location"] == up.file_url("public_pkg-1.0-py3-none-any.whl")
-    blobs = serverdir / "blobs"
-    assert [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"] == []
+    assert stored_blobs(serverdir) == []
     up.stop()

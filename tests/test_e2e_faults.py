@@ -20,7 +20,7 @@ import pytest
 from pkgmirror.testing.dists import build_wheel
 from pkgmirror.testing.processes import UpstreamProcess
 from pkgmirror.testing.server import ServerProcess
-from tests.conftest import init_server
+from tests.conftest import init_server, stored_blobs
 
 pytestmark = pytest.mark.e2e
 
@@ -73,11 +73,6 @@ def raw_get(server: ServerProcess, path: str) -> tuple[int, int | None, bytes, b
     return response.status, int(length) if length else None, body, complete
 
 
-def stored_blobs(serverdir: Path) -> list[Path]:
-    blobs = serverdir / "blobs"
-    return [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"]
-
-
 def wait_for(condition, timeout: float = 5.0) -> bool:
     """The store commits a fill just after its last byte went out: allow it a moment."""
     deadline = time.monotonic() + timeout
@@ -122,8 +117,9 @@ def test_concurrent_page_requests_make_one_upstream_request(setup) -> None:
     statuses: list[int] = []
 
     def get() -> None:
-        statuses.append(server.request("GET", "root/pypi/+simple/small-pkg/",
-                                       headers=JSON_ACCEPT)[0])
+        statuses.append(
+            server.request("GET", "root/pypi/+simple/small-pkg/", headers=JSON_ACCEPT)[0]
+        )
 
     threads = [threading.Thread(target=get) for _ in range(20)]
     for t in threads:
@@ -154,7 +150,7 @@ def test_truncated_upstream_body_stores_nothing_then_next_request_succeeds(setup
     up, server, serverdir = setup
     path, sha = file_path(server, "big-pkg")
     up.set_fault("truncate", paths="/files/", count=1)
-    status, length, body, complete = raw_get(server, path)
+    status, _, body, complete = raw_get(server, path)
     assert not complete or status != 200
     assert stored_blobs(serverdir) == []
     status, _, body, complete = raw_get(server, path)
