@@ -1,0 +1,297 @@
+"""
+End to end, the modern simple API on a real ``twistd -n pkgmirror``: PEP 658/714 core metadata,
+PEP 700 sizes and upload times, PEP 792 status, yanks, ranges, content negotiation and the
+``min_release_age`` cooldown, driven by uv and pip 26 against upstreams in all three modes
+(``html``: bare PEP 503, no metadata, no sizes or times; ``json``: PEP 691 with sizes and times;
+``meta``: ``json`` plus PEP 658 metadata).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email.parser import BytesHeaderParser
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+from pkgmirror.model import parse_iso_time
+from pkgmirror.testing.dists import build_sdist, build_wheel, wheel_filename
+from pkgmirror.testing.processes import UpstreamProcess, clean_client_env
+from pkgmirror.testing.server import ServerProcess
+from tests.conftest import ROOT_PASSWORD, init_server, pip
+
+pytestmark = pytest.mark.e2e
+
+AUTH = ("root", ROOT_PASSWORD)
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+UV = Path(sys.executable).with_name("uv")
+
+OLD = 1_577_836_800  # 2020-01-01
+NEW = time.time() - 3600  # an hour ago: inside any cooldown of days
+CUTOFF = "2024-01-01T00:00:00Z"
+
+# A dependency tree: the old versions are from 2020, the new ones from an hour ago.
+TREE = {
+    ("tree-app", "1.0"): ["tree-liba"],
+    ("tree-app", "2.0"): ["tree-liba>=2"],
+    ("tree-liba", "1.0"): ["tree-libb"],
+    ("tree-liba", "2.0"): ["tree-libb>=2"],
+    ("tree-libb", "1.0"): [],
+    ("tree-libb", "2.0"): [],
+}
+BIG_WHEEL = ("tree-big", "1.0")
+
+
+def build_tree(root: Path) -> None:
+    for (name, version), requires in TREE.items():
+        when = OLD if version == "1.0" else NEW
+        for path in (
+            build_wheel(root, name, version, requires_dist=requires),
+            build_sdist(root, name, version, requires_dist=requires),
+        ):
+            os.utime(path, (when, when))
+    big = build_wheel(root, *BIG_WHEEL, payload_size=2_000_000)
+    os.utime(big, (OLD, OLD))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("modern")
+    upstreams = {}
+    for mode in ("html", "json", "meta"):
+        build_tree(base / mode)
+        upstreams[mode] = UpstreamProcess.start(base / mode, mode)
+    serverdir = base / "server"
+    init_server(serverdir, None)
+    server = ServerProcess.start(serverdir, "--request-timeout", "5")
+    yield {"server": server, "up": upstreams, "base": base}
+    server.stop()
+    for up in upstreams.values():
+        up.stop()
+
+
+_names = itertools.count()
+
+
+def fresh_indexes(world: dict[str, Any], mode: str, **stage: Any) -> tuple[str, str]:
+    """A new mirror of ``mode``'s upstream and a stage over it: a cold cache. (stage, mirror)"""
+    server: ServerProcess = world["server"]
+    n = next(_names)
+    mirror, local = f"root/{mode}-mirror-{n}", f"root/{mode}-local-{n}"
+    status, _, body = server.request(
+        "PUT", mirror, {"type": "mirror", "mirror_url": world["up"][mode].url}, auth=AUTH
+    )
+    assert status == 200, body
+    status, _, body = server.request("PUT", local, {"bases": mirror, **stage}, auth=AUTH)
+    assert status == 200, body
+    return local, mirror
+
+
+def get(
+    server: ServerProcess, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with exactly these headers (no default Accept)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request(method, "/" + path.lstrip("/"), headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def json_page(server: ServerProcess, index: str, project: str) -> dict[str, Any]:
+    status, headers, body = get(server, f"{index}/+simple/{project}/", {"Accept": JSON})
+    assert status == 200, body
+    assert headers["Content-Type"] == JSON
+    return json.loads(body)
+
+
+def file_path(server: ServerProcess, index: str, project: str, url: str) -> str:
+    absolute = urljoin(f"{server.url}{index}/+simple/{project}/", url)
+    return urlsplit(absolute).path
+
+
+def whole_downloads(up: UpstreamProcess) -> list[str]:
+    """
+    Distribution files the upstream sent whole (GET without Range): probes send HEAD or Range,
+    and ``.metadata`` files are not distributions.
+    """
+    return sorted(
+        e["path"].rsplit("/", 1)[1]
+        for e in up.log()
+        if e["path"].startswith("/files/")
+        and not e["path"].endswith(".metadata")
+        and e["method"] == "GET"
+        and "range" not in e["headers"]
+    )
+
+
+def uv_install(
+    tmp_path: Path, index_url: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    home = tmp_path / f"home-{next(_names)}"
+    env = clean_client_env(home, {"UV_CACHE_DIR": str(home / "uv-cache")})
+    target = home / "target"
+    result = subprocess.run(
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--python",
+            sys.executable,
+            "--target",
+            str(target),
+            "--index-url",
+            index_url,
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    installed = {}
+    if target.exists():
+        for info in target.glob("*.dist-info"):
+            headers = BytesHeaderParser().parsebytes((info / "METADATA").read_bytes())
+            installed[str(headers["Name"])] = str(headers["Version"])
+    return result, installed
+
+
+MODES = ["html", "json", "meta"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pages_carry_sizes_times_and_core_metadata(world: dict[str, Any], mode: str) -> None:
+    server: ServerProcess = world["server"]
+    local, _ = fresh_indexes(world, mode)
+    world["up"][mode].reset_log()
+    for project in ("tree-app", "tree-liba", "tree-libb", "tree-big"):
+        page = json_page(server, local, project)
+        # PEP 700: 1.1 is claimed only because every file has a size.
+        assert page["meta"]["api-version"] == "1.1"
+        assert set(page["versions"]) == {v for (n, v) in (*TREE, BIG_WHEEL) if n == project}
+        for entry in page["files"]:
+            name = entry["filename"]
+            source = world["base"] / mode / name
+            assert entry["size"] == source.stat().st_size, name
+            # The upstream's upload-time, or (html) its Last-Modified: the file's mtime.
+            assert parse_iso_time(entry["upload-time"]) == pytest.approx(
+                source.stat().st_mtime, abs=1
+            )
+            if not name.endswith(".whl"):
+                assert "core-metadata" not in entry
+                continue
+            # PEP 658/714 under both keys, and the file is there with that hash.
+            assert entry["core-metadata"] == entry["dist-info-metadata"]
+            path = file_path(server, local, project, entry["url"]) + ".metadata"
+            status, _, body = get(server, path)
+            assert status == 200, body
+            assert {"sha256": hashlib.sha256(body).hexdigest()} == entry["core-metadata"]
+            assert body.startswith(b"Metadata-Version:")
+    # The HTML page advertises the same metadata under both attribute names, with the meta tag.
+    status, _, body = get(server, f"{local}/+simple/tree-app/", {"Accept": "text/html"})
+    assert status == 200
+    anchors = parse_anchors(body)
+    wheels = [a for a in anchors if a["text"].endswith(".whl")]
+    assert wheels and all(
+        a["data-core-metadata"].startswith("sha256=")
+        and a["data-core-metadata"] == a["data-dist-info-metadata"]
+        for a in wheels
+    )
+    assert b'<meta name="pypi:repository-version" content="1.1">' in body
+    # No whole file was fetched to learn any of this.
+    assert whole_downloads(world["up"][mode]) == []
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchors: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._current = {k: v for k, v in attrs}
+            self._current["text"] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._current["text"] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._current is not None:
+            self.anchors.append(self._current)
+            self._current = None
+
+
+def parse_anchors(body: bytes) -> list[dict[str, Any]]:
+    parser = _Anchors()
+    parser.feed(body.decode())
+    return parser.anchors
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_uv_resolves_from_metadata_and_downloads_only_chosen_wheels(
+    world: dict[str, Any], mode: str, tmp_path: Path
+) -> None:
+    server: ServerProcess = world["server"]
+    up: UpstreamProcess = world["up"][mode]
+    local, _ = fresh_indexes(world, mode)
+    index_url = f"{server.url}{local}/+simple/"
+    up.reset_log()
+    result, installed = uv_install(tmp_path, index_url, "--exclude-newer", CUTOFF, "tree-app")
+    assert result.returncode == 0, result.stderr
+    assert installed == {"tree-app": "1.0", "tree-liba": "1.0", "tree-libb": "1.0"}
+    chosen = sorted(wheel_filename(n, "1.0") for n in ("tree-app", "tree-liba", "tree-libb"))
+    assert whole_downloads(up) == chosen
+
+    up.reset_log()
+    result, installed = uv_install(tmp_path, index_url, "tree-app")
+    assert result.returncode == 0, result.stderr
+    assert installed == {"tree-app": "2.0", "tree-liba": "2.0", "tree-libb": "2.0"}
+    assert whole_downloads(up) == sorted(
+        wheel_filename(n, "2.0") for n in ("tree-app", "tree-liba", "tree-libb")
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pip_uploaded_prior_to_resolves_from_metadata(
+    world: dict[str, Any], mode: str, tmp_path: Path
+) -> None:
+    server: ServerProcess = world["server"]
+    up: UpstreamProcess = world["up"][mode]
+    local, _ = fresh_indexes(world, mode)
+    up.reset_log()
+    env = clean_client_env(tmp_path / "home")
+    dest = tmp_path / "d"
+    result = pip(
+        env,
+        "download",
+        "-d",
+        str(dest),
+        "--only-binary",
+        ":all:",
+        "--uploaded-prior-to",
+        CUTOFF,
+        "-i",
+        f"{server.url}{local}/+simple/",
+        "tree-app",
+    )
+    assert result.returncode == 0, result.stderr
+    chosen = sorted(wheel_filename(n, "1.0") for n in ("tree-app", "tree-liba", "tree-libb"))
+    assert sorted(p.name for p in dest.iterdir()) == chosen
+    assert whole_downloads(up) == chosen
