@@ -686,6 +686,7 @@ class Mirror:
         fill.succeeded(digest)
         try:
             await fill.spool.commit(digest)
+            fill.committed()
             when = record.upload_time or iso_time(
                 start[0].last_modified if start and start[0].last_modified else time.time()
             )
@@ -694,6 +695,8 @@ class Mirror:
             )
         except Exception:
             log.failure("storing {url} failed", url=record.url)
+            if fill.stored_sha256 is None:
+                fill.failed("the file could not be stored")
 
 
 async def _first_of(

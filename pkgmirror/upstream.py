@@ -119,6 +119,18 @@ def _header(response: Any, name: bytes) -> str | None:
     return values[0].decode("latin-1") if values else None
 
 
+def _body_length(response: Any) -> int | None:
+    """
+    The Content-Length of a response with a body. Twisted's client keeps that header out of
+    ``headers`` (it is connection control) and gives it as ``length`` instead.
+    """
+    length = getattr(response, "length", None)
+    if isinstance(length, int) and not isinstance(length, bool) and length >= 0:
+        return length
+    declared = _header(response, b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
 def _http_date(value: str | None) -> float | None:
     if not value:
         return None
@@ -221,8 +233,8 @@ class Upstream:
         if code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {code}")
-        length = _header(response, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_PAGE_BYTES:
+        length = _body_length(response)
+        if length is not None and length > MAX_PAGE_BYTES:
             raise UpstreamError("upstream page too large")
         try:
             body = await treq.content(response)
@@ -297,9 +309,8 @@ class Upstream:
         if response.code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} for the file")
-        length = _header(response, b"content-length")
         when = _http_date(_header(response, b"last-modified"))
-        on_start(FileStart(int(length) if length and length.isdigit() else None, when))
+        on_start(FileStart(_body_length(response), when))
         state["kick"](self.idle_timeout)
 
         def chunk(data: bytes) -> None:
@@ -339,6 +350,7 @@ class Upstream:
         await _discard(response)
         if response.code != 200:
             raise UpstreamError(f"upstream answered {response.code} to HEAD")
+        # For a HEAD, twisted leaves Content-Length among the headers (and ``length`` is 0).
         length = _header(response, b"content-length")
         return FileProbe(
             int(length) if length and length.isdigit() else None,
@@ -374,11 +386,11 @@ class Upstream:
                 raise UpstreamError("206 without a usable Content-Range")
             start, total = where
         elif response.code == 200:
-            declared = _header(response, b"content-length")
-            if declared is None or not declared.isdigit() or int(declared) > length:
+            declared = _body_length(response)
+            if declared is None or declared > length:
                 await _discard_now(response)
                 raise UpstreamError("upstream ignores Range requests")
-            start, total = 0, int(declared)
+            start, total = 0, declared
         else:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} to a range request")

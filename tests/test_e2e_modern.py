@@ -295,3 +295,200 @@ def test_pip_uploaded_prior_to_resolves_from_metadata(
     chosen = sorted(wheel_filename(n, "1.0") for n in ("tree-app", "tree-liba", "tree-libb"))
     assert sorted(p.name for p in dest.iterdir()) == chosen
     assert whole_downloads(up) == chosen
+
+
+PIP_ACCEPT = f"{JSON}, {HTML_V1}; q=0.1, text/html; q=0.01"
+UV_ACCEPT = f"{JSON}, {HTML_V1};q=0.2, text/html;q=0.01"
+POETRY_ACCEPT = "application/vnd.pypi.simple.v1+json, */*;q=0.1"
+HTML_TYPE = "text/html; charset=utf-8"
+HTML_V1_TYPE = HTML_V1 + "; charset=utf-8"
+
+# (Accept header or None for none at all, ?format= or None, expected Content-Type or 406)
+NEGOTIATION = [
+    (None, None, HTML_TYPE),
+    ("*/*", None, HTML_TYPE),
+    (PIP_ACCEPT, None, JSON),  # pip 26, and pdm sends the same
+    (UV_ACCEPT, None, JSON),
+    (POETRY_ACCEPT, None, JSON),
+    (HTML_V1, None, HTML_V1_TYPE),
+    ("text/html", None, HTML_TYPE),
+    ("application/vnd.pypi.simple.latest+json", None, JSON),
+    ("application/vnd.pypi.simple.latest+html", None, HTML_V1_TYPE),
+    (f"{JSON};q=0, text/html", None, HTML_TYPE),
+    ("text/*", None, HTML_TYPE),
+    ("text_html", None, HTML_TYPE),  # devpi's bogus type: no usable entry counts as */*
+    ("application/json", None, 406),
+    ("application/vnd.pypi.simple.v2+json", None, 406),
+    (f"{JSON};q=0", None, 406),
+    ("text/html", JSON, JSON),  # "+" unescaped: it arrives as a space
+    ("text/html", JSON.replace("+", "%2B"), JSON),
+    (None, HTML_V1, HTML_V1_TYPE),
+    ("application/json", JSON, JSON),
+    ("text/html", "application/x-nonsense", HTML_TYPE),
+]
+
+
+@pytest.fixture(scope="module")
+def negotiation_indexes(world: dict[str, Any]) -> tuple[str, str]:
+    local, mirror = fresh_indexes(world, "meta")
+    json_page(world["server"], local, "tree-app")
+    return local, mirror
+
+
+@pytest.mark.parametrize(("accept", "fmt", "expected"), NEGOTIATION)
+@pytest.mark.parametrize("which", ["stage", "mirror"])
+@pytest.mark.parametrize("page", ["list", "project"])
+def test_negotiation_on_every_simple_url(
+    world: dict[str, Any],
+    negotiation_indexes: tuple[str, str],
+    accept: str | None,
+    fmt: str | None,
+    expected: str | int,
+    which: str,
+    page: str,
+) -> None:
+    server: ServerProcess = world["server"]
+    index = negotiation_indexes[0 if which == "stage" else 1]
+    path = f"{index}/+simple/" + ("tree-app/" if page == "project" else "")
+    if fmt is not None:
+        path += "?format=" + fmt
+    headers = {} if accept is None else {"Accept": accept}
+    for method in ("GET", "HEAD"):
+        status, got, body = get(server, path, headers, method)
+        assert got.get("Vary") == "Accept"
+        if expected == 406:
+            assert status == 406
+            continue
+        assert status == 200, body
+        assert got["Content-Type"] == expected
+        if method == "HEAD":
+            assert body == b""
+            continue
+        if expected == JSON:
+            document = json.loads(body)
+            assert document["meta"]["api-version"] == "1.1"
+            assert ("files" in document) == (page == "project")
+        else:
+            assert b'<meta name="pypi:repository-version" content="1.1">' in body
+            assert any(a["text"].startswith("tree") for a in parse_anchors(body))
+
+
+def test_format_survives_the_redirect_to_the_normalised_name(
+    world: dict[str, Any], negotiation_indexes: tuple[str, str]
+) -> None:
+    local = negotiation_indexes[0]
+    status, headers, _ = get(world["server"], f"{local}/+simple/Tree_App/?format={JSON}")
+    assert status in (301, 302)
+    assert headers["Location"].endswith(f"/{local}/+simple/tree-app/?format={JSON}")
+
+
+def test_head_and_ranges_on_files_streaming_and_cached(world: dict[str, Any]) -> None:
+    server: ServerProcess = world["server"]
+    up: UpstreamProcess = world["up"]["json"]
+    local, _ = fresh_indexes(world, "json")
+    entry = json_page(server, local, "tree-big")["files"][0]
+    path = file_path(server, local, "tree-big", entry["url"])
+    data = (world["base"] / "json" / entry["filename"]).read_bytes()
+    size = len(data)
+    assert entry["size"] == size
+    # Slow the upstream down so the first requests meet the file while it is downloading.
+    up.set_fault("slow", paths="/files/", delay=0.02, chunk=64 * 1024)
+    try:
+        status, headers, body = get(server, path, method="HEAD")
+        assert (status, body) == (200, b"")
+        assert headers["Content-Length"] == str(size)
+        assert headers["Accept-Ranges"] == "bytes"
+        # A suffix range, as poetry asks, during the download.
+        status, headers, body = get(server, path, {"Range": "bytes=-10000"})
+        assert status == 206
+        assert body == data[-10000:]
+        assert headers["Content-Range"] == f"bytes {size - 10000}-{size - 1}/{size}"
+    finally:
+        up.clear_fault()
+    cases = {
+        "bytes=0-99": [data[:100]],
+        "bytes=100-": [data[100:]],
+        f"bytes={size - 5}-{size + 100}": [data[-5:]],
+        "bytes=-16384": [data[-16384:]],
+    }
+    for spec, parts in cases.items():
+        status, headers, body = get(server, path, {"Range": spec})
+        assert status == 206, spec
+        assert body == parts[0], spec
+        assert headers["Content-Length"] == str(len(parts[0]))
+    # Several ranges: multipart/byteranges holding each part.
+    status, headers, body = get(server, path, {"Range": "bytes=0-9,-10"})
+    assert status == 206
+    assert headers["Content-Type"].startswith("multipart/byteranges")
+    assert data[:10] in body and data[-10:] in body
+    status, headers, _ = get(server, path, {"Range": f"bytes={size}-"})
+    assert status == 416
+    assert headers["Content-Range"] == f"bytes */{size}"
+    status, headers, body = get(server, path, method="HEAD")
+    assert (status, headers["Content-Length"], body) == (200, str(size), b"")
+    # The hash was checked before any of it went out.
+    assert hashlib.sha256(get(server, path)[2]).hexdigest() == entry["hashes"]["sha256"]
+
+
+@pytest.mark.parametrize("mode", ["html", "json"])
+def test_yank_and_quarantine_pass_through(world: dict[str, Any], mode: str) -> None:
+    server: ServerProcess = world["server"]
+    up: UpstreamProcess = world["up"][mode]
+    local, mirror = fresh_indexes(world, mode)
+    files = json_page(server, local, "tree-libb")["files"]
+    assert not any("yanked" in f for f in files)
+    wheel = wheel_filename("tree-libb", "2.0")
+    wheel_path = file_path(
+        server, local, "tree-libb", next(f["url"] for f in files if f["filename"] == wheel)
+    )
+
+    def refresh() -> None:
+        status, _, body = get(server, f"{local}/+simple/tree-libb/refresh", method="POST")
+        assert status in (200, 302), body
+
+    up.yank(wheel, "broken build")
+    up.set_status("tree-libb", "quarantined", "malware report")
+    try:
+        refresh()
+        # Quarantined (PEP 792): no file is offered, on the mirror or the stage over it, and
+        # the marker says why.
+        for index in (local, mirror):
+            page = json_page(server, index, "tree-libb")
+            assert page["files"] == []
+            assert page["project-status"] == {"status": "quarantined", "reason": "malware report"}
+            status, _, body = get(server, f"{index}/+simple/tree-libb/", {"Accept": "text/html"})
+            assert status == 200
+            assert b'<meta name="pypi:project-status" content="quarantined">' in body
+            assert parse_anchors(body) == []
+        assert get(server, wheel_path)[0] == 404
+        # Back to active: the files return, the yanked one marked.
+        up.set_status("tree-libb", None)
+        refresh()
+        files = json_page(server, local, "tree-libb")["files"]
+        marks = {f["filename"]: f.get("yanked") for f in files}
+        assert marks[wheel] == "broken build"
+        assert [f for f, mark in marks.items() if mark] == [wheel]
+        status, _, body = get(server, f"{local}/+simple/tree-libb/", {"Accept": "text/html"})
+        yanked = {a["text"]: a.get("data-yanked") for a in parse_anchors(body)}
+        assert yanked[wheel] == "broken build"
+        assert get(server, wheel_path)[0] == 200
+    finally:
+        up.unyank(wheel)
+        up.set_status("tree-libb", None)
+
+
+def test_min_release_age_hides_young_releases_except_exempt(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    server: ServerProcess = world["server"]
+    local, mirror = fresh_indexes(
+        world, "html", min_release_age="3d", min_release_age_exempt="Tree_LibB"
+    )
+    versions = {f["filename"] for f in json_page(server, local, "tree-app")["files"]}
+    assert versions == {wheel_filename("tree-app", "1.0"), "tree_app-1.0.tar.gz"}
+    assert json_page(server, local, "tree-libb")["versions"] == ["1.0", "2.0"]
+    # The mirror itself has no cooldown.
+    assert len(json_page(server, mirror, "tree-app")["files"]) == 4
+    result, installed = uv_install(tmp_path, f"{server.url}{local}/+simple/", "tree-app")
+    assert result.returncode == 0, result.stderr
+    assert installed == {"tree-app": "1.0", "tree-liba": "1.0", "tree-libb": "2.0"}

@@ -149,7 +149,7 @@ class FilesResource(AsyncResource):
 
     async def _after_fill(self, request: Request, fill: FileFill, filename: str) -> bytes | None:
         try:
-            sha = await fill.when_finished()
+            sha = await fill.when_stored()
         except FillFailed as e:
             raise Refused(502, f"could not fetch {filename} from the upstream: {e}") from None
         if await self._serve_blob(request, sha, "application/octet-stream"):

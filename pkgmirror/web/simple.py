@@ -33,13 +33,15 @@ def _choose(request: Request) -> str:
     fmt = request.args.get(b"format", [None])[0] if request.args else None
     chosen = neg.negotiate(
         accept.decode("latin-1") if accept else None,
-        fmt.decode("latin-1") if fmt else None,
+        # A "+" typed into a query string arrives as a space; no media type has one.
+        fmt.decode("latin-1").replace(" ", "+") if fmt else None,
     )
     if chosen is None:
         raise Refused(
             406,
             "none of the offered types is acceptable: use application/vnd.pypi.simple.v1+json, "
             "application/vnd.pypi.simple.v1+html or text/html",
+            {"Vary": "Accept"},
         )
     return chosen
 
@@ -116,8 +118,13 @@ class SimpleResource(AsyncResource):
         raise Refused(405, "POST is only for .../+simple/PROJECT/refresh")
 
     def _redirect(self, request: Request, path: str) -> bytes:
+        location = absolute(request, self.app, path)
+        query = request.uri.partition(b"?")[2]
+        if query:
+            # ?format= must survive the redirect to the normalised name.
+            location += "?" + query.decode("latin-1")
         request.setResponseCode(302)
-        request.setHeader(b"Location", absolute(request, self.app, path).encode())
+        request.setHeader(b"Location", location.encode())
         return b""
 
     async def _project(self, request: Request, project: str) -> bytes:
