@@ -37,8 +37,12 @@ from pkgmirror.upstream import FileStart, PageResponse, Upstream, UpstreamError
 T = TypeVar("T")
 # Upstream bodies bigger than this are parsed in a thread (a 10,000-file page takes ~200 ms).
 PARSE_IN_THREAD_BYTES = 256 * 1024
-# A file whose probe failed (or whose wheel had no readable METADATA) is not probed again sooner.
-PROBE_RETRY_SECONDS = 3600.0
+# A file whose probe failed is probed again on a revalidation after this many seconds; one whose
+# wheel had no readable METADATA (or an upstream without Range support), after a day.
+PROBE_RETRY_SECONDS = 60.0
+PROBE_RETRY_UNREADABLE = 86400.0
+# Probes that finish after the page was served reach it this many at a time.
+LATE_BATCH = 100
 
 log = Logger()
 
@@ -392,8 +396,23 @@ class Mirror:
             response = await upstream.fetch_page(url, etag)
             now = self._clock.seconds()
             if response.status == "not_modified" and state is not None:
-                new_state = attrs.evolve(state, fetched_at=now)
-                await self._storage.touch_mirror_page(self.key, project, now)
+                latest = self._states.get(project) or state
+                new_state = attrs.evolve(latest, fetched_at=now)
+                unchanged = latest.page
+                # Files whose probe failed before get another chance with every revalidation.
+                probed, metadata = (
+                    (unchanged, {})
+                    if unchanged is None
+                    else await self._probe_page(project, unchanged)
+                )
+                if probed is not None and probed != unchanged:
+                    new_state = attrs.evolve(new_state, page=probed)
+                    self.generation += 1
+                    await self._storage.put_mirror_page(
+                        new_state, mirror_files(self.key, probed, metadata)
+                    )
+                else:
+                    await self._storage.touch_mirror_page(self.key, project, now)
             elif response.status == "missing" or response.status == "not_modified":
                 new_state = MirrorPageState(self.key, project, "missing", now)
                 await self._storage.put_mirror_page(new_state, [])
@@ -476,7 +495,7 @@ class Mirror:
     # probes: sizes, times and core metadata of files the upstream page does not describe
     def _wants_probe(self, link: Link, now: float) -> bool:
         lacks = link.size is None or (link.filename.endswith(".whl") and link.core_metadata is None)
-        return lacks and now >= self._probed.get(link.url, 0.0) + PROBE_RETRY_SECONDS
+        return lacks and now >= self._probed.get(link.url, 0.0)
 
     async def _probe_page(
         self, project: str, page: ProjectPage
@@ -485,7 +504,7 @@ class Mirror:
         Probes the files of ``page`` that lack a size or (wheels) core metadata, newest versions
         first, waiting at most ``probe_wait`` seconds. Returns the page with what was learnt by
         then, and the core metadata blobs stored (upstream URL -> sha256). Probes still running
-        then go on and update the cached page when all are done.
+        then go on and update the cached page every ``LATE_BATCH`` results and when all are done.
         """
         now = self._clock.seconds()
         # Probes of an earlier fetch whose results did not reach the page (it was replaced).
@@ -501,6 +520,12 @@ class Mirror:
         if not targets:
             return page, metadata
         outcomes: dict[str, ProbeOutcome] = {}
+        progress = {"late": 0, "applied": 0}
+
+        def apply_late() -> None:
+            progress["applied"] = len(outcomes)
+            d = Deferred.fromCoroutine(self._apply_late(project, dict(outcomes)))
+            d.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
 
         async def one(link: Link) -> None:
             outcome = await self._probe(link)
@@ -509,6 +534,8 @@ class Mirror:
                 if len(self._outcomes) > 100_000:
                     self._outcomes.clear()
                 self._outcomes[link.url] = outcome
+                if progress["late"] and len(outcomes) - progress["applied"] >= LATE_BATCH:
+                    apply_late()
 
         work = DeferredList(
             [Deferred.fromCoroutine(one(link)) for link in _newest_first(targets)],
@@ -522,8 +549,8 @@ class Mirror:
                 n=len(targets) - len(outcomes),
                 index=self.key,
             )
-            work.addCallback(lambda _: Deferred.fromCoroutine(self._apply_late(project, outcomes)))
-            work.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
+            progress["late"] = 1
+            work.addCallback(lambda _: apply_late())
         snapshot = dict(outcomes)
         metadata.update(
             {url: o.metadata_sha256 for url, o in snapshot.items() if o.metadata_sha256}
@@ -557,14 +584,19 @@ class Mirror:
         upstream = self._upstream
         assert upstream is not None
         await self._probe_slots.acquire()
+        retry = PROBE_RETRY_SECONDS
         try:
             want_metadata = link.filename.endswith(".whl") and link.core_metadata is None
             probe = await upstream.probe_file(link.url, link.filename, metadata=want_metadata)
+            if want_metadata and probe.metadata is None:
+                retry = PROBE_RETRY_UNREADABLE
         except UpstreamError as e:
             log.info("probing {url} failed: {e}", url=link.url, e=str(e))
             return None
         finally:
-            self._probed[link.url] = self._clock.seconds()
+            if len(self._probed) > 100_000:
+                self._probed.clear()
+            self._probed[link.url] = self._clock.seconds() + retry
             self._probe_slots.release()
         sha = await self._blobs.put_bytes(probe.metadata) if probe.metadata is not None else None
         return ProbeOutcome(probe.size, probe.last_modified, sha)
