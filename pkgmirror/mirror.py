@@ -651,6 +651,30 @@ class Mirror:
                 await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
         return sha
 
+    async def _learn_from_blob(self, record: MirrorFile, sha256: str, size: int) -> None:
+        """
+        A file just cached tells what its page may lack: its size and, for a wheel, its core
+        metadata (for upstreams that answer no range requests). The page advertises both now.
+        """
+        link = self._link(record)
+        if link is None or (link.size is not None and link.core_metadata is not None):
+            return
+        metadata_sha = None
+        if link.core_metadata is None and record.filename.endswith(".whl"):
+            data = await self._metadata_from_cache(attrs.evolve(record, cached_sha256=sha256))
+            if data is not None:
+                metadata_sha = await self._blobs.put_bytes(data)
+                await self._storage.set_mirror_file_metadata(
+                    self.key, record.path_key, record.filename, metadata_sha
+                )
+        state = self._states.get(record.project)
+        if state is None or state.page is None:
+            return
+        outcome = ProbeOutcome(size, None, metadata_sha)
+        page = apply_probes(state.page, {record.url: outcome})
+        if page != state.page:
+            await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
+
     async def _metadata_from_cache(self, record: MirrorFile) -> bytes | None:
         if not record.cached_sha256:
             return None
@@ -725,6 +749,7 @@ class Mirror:
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when
             )
+            await self._learn_from_blob(record, digest, fill.spool.size)
         except Exception:
             log.failure("storing {url} failed", url=record.url)
             if fill.stored_sha256 is None:

@@ -264,11 +264,10 @@ class Upstream:
         taking longer than ``timeout`` or no bytes arriving for ``idle_timeout`` seconds.
         """
         state: dict[str, Any] = {"timer": None}
-        d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
 
         def expire() -> None:
             state["expired"] = True
-            d.cancel()
+            state["work"].cancel()
 
         def kick(delay: float) -> None:
             timer = state["timer"]
@@ -277,8 +276,11 @@ class Upstream:
             else:
                 state["timer"] = self._clock.callLater(delay, expire)
 
+        # Set before the work starts: an in-memory client answers before fromCoroutine returns.
         state["kick"] = kick
         kick(self.timeout)
+        d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
+        state["work"] = d
         try:
             await d
         except CancelledError:

@@ -16,6 +16,7 @@ import pytest
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.filepath import FilePath
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -27,10 +28,13 @@ from pkgmirror.mirror import (
     ProbeOutcome,
     apply_probes,
     carry_forward,
+    path_key_for,
     with_first_seen,
 )
 from pkgmirror.model import Link, ProjectPage, parse_iso_time
 from pkgmirror.stage import merge_pages
+from pkgmirror.storage.blobs import FileBlobStore
+from pkgmirror.storage.threads import run_synchronously
 from pkgmirror.testing.dists import build_sdist, build_wheel
 from pkgmirror.testing.memory import MemoryBlobStore, MemoryStorage
 from pkgmirror.upstream import Upstream
@@ -52,6 +56,7 @@ class BareUpstream(Resource):
         self.hold_files = False
         self.held: list[Request] = []
         self.etag = b'"v1"'
+        self.ranges = True
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         path = request.path.decode()
@@ -77,7 +82,7 @@ class BareUpstream(Resource):
         data = (self.directory / request.path.decode().rsplit("/", 1)[1]).read_bytes()
         request.setHeader(b"Last-Modified", MODIFIED.encode())
         spec = (request.getHeader(b"range") or b"").decode()
-        if spec.startswith("bytes="):
+        if spec.startswith("bytes=") and self.ranges:
             first_text, _, last_text = spec[len("bytes=") :].partition("-")
             if first_text:
                 first = int(first_text)
@@ -163,8 +168,6 @@ def test_bare_page_gets_sizes_times_and_metadata(rig: Rig) -> None:
     assert files and all(method == b"HEAD" or rng is not None for method, _, rng in files)
     # The stored rows know the metadata too (the .metadata route serves from them).
     wheel = next(x for x in state.page.links if x.filename.endswith(".whl"))
-    from pkgmirror.mirror import path_key_for
-
     record = rig.storage.get_mirror_file("root/pypi", path_key_for(wheel), wheel.filename)
     assert record.result.metadata_sha256 == wheel.core_metadata["sha256"]
 
@@ -219,6 +222,46 @@ def test_failed_probes_are_retried_on_a_304_revalidation(rig: Rig) -> None:
     assert (b"GET", "/simple/demo/", None) in rig.upstream.requests
     assert state.page is not None
     assert all(link.size is not None for link in state.page.links)
+
+
+def test_upstream_without_ranges_learns_from_the_cached_wheel(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    wheel = build_wheel(files, "big", "1.0", payload_size=300_000)
+    upstream = BareUpstream(files)
+    upstream.ranges = False
+    stub = StubTreq(upstream)
+    clock = Clock()
+    storage = MemoryStorage()
+    blobs = FileBlobStore(FilePath(str(tmp_path / "blobs")), runner=run_synchronously)
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    storage.put_index(config)
+    mirror = Mirror(
+        config,
+        storage,
+        blobs,
+        Upstream(stub, clock, BASE),
+        clock,
+        MirrorSettings(),
+        run_synchronously,
+    )
+    results: list[Any] = []
+    Deferred.fromCoroutine(mirror.get_state("big")).addBoth(results.append)
+    stub.flush()
+    (state,) = results
+    (only,) = state.page.links
+    # A whole-file answer to a range request is dropped unread: nothing is known yet.
+    assert only.size is None and only.core_metadata is None
+    assert not any(m == b"GET" and r is None for m, p, r in upstream.requests if "/files/" in p)
+    record = storage.get_mirror_file("root/pypi", path_key_for(only), only.filename).result
+    fill = mirror.start_fill(record)
+    stub.flush()
+    assert fill.failure is None, fill.failure
+    assert fill.stored_sha256 is not None
+    (learnt,) = mirror.cached_state("big").page.links
+    want = extract_core_metadata(str(wheel), wheel.name)
+    assert learnt.size == wheel.stat().st_size
+    assert learnt.core_metadata == {"sha256": hashlib.sha256(want).hexdigest()}
+    assert blobs.local_path(learnt.core_metadata["sha256"]) is not None
 
 
 def link(filename: str, **kw: Any) -> Link:
