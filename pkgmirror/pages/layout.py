@@ -180,6 +180,8 @@ def page(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title, MAX_SHORT)} · pkgmirror</title>"
+        # No icon: without this line every browser asks for /favicon.ico and logs a 404.
+        '<link rel="icon" href="data:,">'
         f"<style>{STYLESHEET}</style></head><body>"
         f'<header><a class="brand" href="{site.href()}">pkgmirror</a>'
         f"{search_form(site, box)}</header>"

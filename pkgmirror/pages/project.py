@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from pkgmirror.pages.layout import (
+    MAX_LINE,
     MAX_SHORT,
     SearchBox,
     Site,
@@ -202,7 +203,16 @@ def _is_web_url(text: str) -> bool:
     return text.lower().startswith(("https://", "http://"))
 
 
+# One-line fields people scan: a longer value is cut where a person stops reading anyway.
+SHORT_FIELDS = {
+    "author", "author_email", "maintainer", "maintainer_email", "home_page", "requires_python",
+    "keywords", "platform", "classifiers", "requires_dist", "provides_extra",
+}  # fmt: skip
+
+
 def _meta_value(key: str, values: list[str]) -> str:
+    limit = MAX_SHORT if key in SHORT_FIELDS else MAX_LINE
+
     def one(v: str) -> str:
         if key == "project_urls" and "," in v:
             label, _, url = v.partition(",")
@@ -211,7 +221,7 @@ def _meta_value(key: str, values: list[str]) -> str:
                 return f'<a href="{esc(url)}" rel="nofollow">{esc(label.strip(), MAX_SHORT)}</a>'
         if key == "home_page" and _is_web_url(v):
             return f'<a href="{esc(v)}" rel="nofollow">{esc(v, MAX_SHORT)}</a>'
-        return esc(v)
+        return esc(v, limit)
 
     if len(values) == 1:
         return one(values[0])

@@ -141,8 +141,9 @@ def render_search(site: Site, scope: str | None, raw_query: str, result: SearchR
         )
     else:
         count = f"{len(result.hits)}{'+' if result.more else ''}"
+        matches = "1 project matches" if count == "1" else f"{count} projects match"
         parts.append(
-            f"<p>{count} projects match <code>{esc(result.query)}</code> "
+            f"<p>{matches} <code>{esc(result.query)}</code> "
             f"({result.searched:,} names searched).</p>"
         )
         rows = []
