@@ -36,6 +36,7 @@ font:inherit}
 header button{padding:.35rem .75rem;border:0;border-radius:3px;background:#e8eef3;color:#1b1f23;
 font:inherit;cursor:pointer}
 .vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.skip:focus{position:static;width:auto;height:auto;clip:auto}
 main{max-width:72rem;margin:0 auto;padding:1rem}
 nav.crumbs{font-size:.95rem;color:var(--muted);margin-bottom:.5rem}
 nav.crumbs ol{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap}
@@ -183,6 +184,7 @@ def page(
         # No icon: without this line every browser asks for /favicon.ico and logs a 404.
         '<link rel="icon" href="data:,">'
         f"<style>{STYLESHEET}</style></head><body>"
+        '<a class="vh skip" href="#main">Skip to content</a>'
         f'<header><a class="brand" href="{site.href()}">pkgmirror</a>'
         f"{search_form(site, box)}</header>"
         f'<main id="main">{crumbs_html(site, crumbs)}{body}</main>'
@@ -202,7 +204,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], caption: str = 
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td data-label="{labels[i]}"{" class=num" if numeric[i] else ""}>{cell}</td>'
+            # One box per cell, so the phone layout's grid has two items: label and content.
+            f'<td data-label="{labels[i]}"{" class=num" if numeric[i] else ""}>'
+            + (f"<div>{cell}</div>" if cell else "")
+            + "</td>"
             for i, cell in enumerate(row)
         )
         + "</tr>"
