@@ -4,7 +4,6 @@ devpi's JSON management API: users, indexes, login, ``+api``, project and versio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from twisted.web.resource import Resource
@@ -20,6 +19,7 @@ from pkgmirror.names import (
     version_sort_key,
 )
 from pkgmirror.server import Refused, Server
+from pkgmirror.web.upload import delete_release, yank_release
 from pkgmirror.web.util import (
     AsyncResource,
     absolute,
@@ -329,31 +329,8 @@ class ProjectResource(AsyncResource):
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        await require_owner(request, self.app, self.index.user, f"delete from {self.index.key}")
-        if self.index.is_mirror:
-            raise Refused(405, "deleting from a mirror is not supported yet")
-        if not self.index.volatile:
-            what = f"version {version}" if version else "project"
-            raise Refused(403, f"cannot delete {what} on non-volatile index {self.index.key}")
-        try:
-            unreferenced = await self.app.storage.delete_release_files(
-                self.index.key, project, version
-            )
-        except Exception as e:
-            if e.__class__.__name__ == "NotFound":
-                raise Refused(
-                    404, f"{project} {version or ''} not found on {self.index.key}"
-                ) from None
-            raise
-        remaining = await self.app.storage.list_release_files(self.index.key, project)
-        self.app.release_files_changed(self.index.key, project, bool(remaining))
-        for sha in unreferenced:
-            await self.app.blobs.delete(sha)
-        what = f"version {version!r}" if version else ""
-        return envelope(
-            request,
-            "actionlog",
-            [],
-            message=f"project {project} {what} deleted".replace("  ", " "),
-            when=time.time(),
-        )
+        return await delete_release(request, self.app, self.index, project, version)
+
+    async def handle_PATCH(self, request: Request) -> bytes:
+        project, version = self._path(request)
+        return await yank_release(request, self.app, self.index, project, version)

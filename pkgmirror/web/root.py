@@ -4,7 +4,8 @@ The URL space, assembled here and nowhere else::
     /                       users and their indexes          (api.RootListResource)
     /+api /+login /+status /+health/live /+health/ready
     /USER                   user config                       (api.UserResource)
-    /USER/INDEX             index config, uploads (POST .../) (api.IndexResource)
+    /USER/INDEX             index config                      (api.IndexResource)
+    /USER/INDEX/            uploads (POST)                    (upload.UploadResource)
     /USER/INDEX/+api
     /USER/INDEX/+simple/... simple pages                      (simple.SimpleResource)
     /USER/INDEX/+f/...      files                             (files.FilesResource)
@@ -24,12 +25,11 @@ from pkgmirror.web import api
 from pkgmirror.web.files import FilesResource
 from pkgmirror.web.simple import SimpleResource
 from pkgmirror.web.status import HealthResource, StatusResource
+from pkgmirror.web.upload import UploadResource
 from pkgmirror.web.util import ErrorResource, RedirectResource
 
-# Extra children of an index, by path segment (uploads and web pages plug in here).
+# Extra children of an index, by path segment (web pages plug in here).
 INDEX_EXTRAS: dict[bytes, Any] = {}
-# The handler of POST /USER/INDEX/ (the legacy upload API), set by the uploads module.
-UPLOAD_HANDLER: list[Any] = []
 
 
 class Root(Resource):
@@ -62,10 +62,8 @@ class IndexSlash(Resource):
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
-        if request.method == b"POST" and UPLOAD_HANDLER:
-            return UPLOAD_HANDLER[0](self.app, self.user, self.name).render(request)
         if request.method == b"POST":
-            return ErrorResource(self.app, 501, "uploads are not supported yet").render(request)
+            return UploadResource(self.app, self.user, self.name).render(request)
         return RedirectResource(self.app, f"{self.user}/{self.name}").render(request)
 
 
