@@ -287,9 +287,13 @@ class ProjectResource(AsyncResource):
             raise Refused(404, "no such project")
         return normalize(parts[0]), parts[1] if len(parts) == 2 else None
 
-    async def _versions(self, request: Request, project: str) -> dict[str, dict[str, Any]]:
+    async def _versions(
+        self, request: Request, project: str
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+        """The versions, and what the merged page leaves out, and why (for people)."""
         ignore_bases = b"ignore_bases" in (request.args or {})
         versions: dict[str, dict[str, Any]] = {}
+        hidden: list[dict[str, str]] = []
         if ignore_bases and not self.index.is_mirror:
             files = await self.app.release_files(self.index.key, project)
             for f in files:
@@ -301,6 +305,7 @@ class ProjectResource(AsyncResource):
         else:
             resolved = await self.app.project_page(self.index.key, project)
             links = resolved.page.links
+            hidden = [{"index": h.index, "reason": h.reason} for h in resolved.hidden]
             for config in self.app.order(self.index.key):
                 if not config.is_mirror:
                     for f in await self.app.release_files(config.key, project):
@@ -316,13 +321,15 @@ class ProjectResource(AsyncResource):
             entry.setdefault("+links", []).append(
                 link_json(request, self.app, self.index.key, link)
             )
-        return dict(sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True))
+        ordered = sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True)
+        return dict(ordered), hidden
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
-        versions = await self._versions(request, project)
+        versions, hidden = await self._versions(request, project)
         if version is None:
-            return envelope(request, "projectconfig", versions)
+            # Outside "result", where devpi-client expects only versions.
+            return envelope(request, "projectconfig", versions, hidden=hidden)
         if version not in versions:
             raise Refused(404, f"version {version} of {project} not found on {self.index.key}")
         return envelope(request, "versiondata", versions[version])
