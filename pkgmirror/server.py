@@ -402,13 +402,15 @@ class Server:
         merged, hidden = merge_pages(project, order, pages, time.time())
         yanks = [self.stage_yanks.get(c.key, {}).get(project) for c in order if not c.is_mirror]
         merged = apply_yanks(merged, [y for y in yanks if y])
-        if private is not None and any(c.is_mirror for c in order):
-            hidden.append(
+        if private is not None:
+            hidden.extend(
                 Hidden(
-                    "mirrors",
-                    f"{project} matches the private_prefixes pattern {private!r}, so no mirror "
-                    "is asked for it",
+                    c.key,
+                    f"{project} matches the private_prefixes pattern {private!r}, so "
+                    f"{c.key} is never asked for it",
                 )
+                for c in order
+                if c.is_mirror
             )
         if order[0].min_release_age:
             versions.append(int(time.time() // 60))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -195,6 +197,34 @@ def test_twine_uv_and_devpi_upload_and_pip_installs_back(env: Env, tmp_path: Pat
         module = name.replace("-", "_")
         assert (tmp_path / "w" / module / "__init__.py").exists()
         assert (tmp_path / "s" / module / "__init__.py").exists()
+
+
+def poetry_executable() -> str | None:
+    return os.environ.get("PKGMIRROR_TEST_POETRY") or shutil.which("poetry")
+
+
+@pytest.mark.skipif(poetry_executable() is None, reason="poetry is not installed")
+def test_poetry_publish(env: Env, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "poetry-demo"\nversion = "1.0"\n')
+    wheel = build_wheel(tmp_path / "dist", "poetry-demo", "1.0")
+    sdist = build_sdist(tmp_path / "dist", "poetry-demo", "1.0")
+    settings = {
+        "POETRY_REPOSITORIES_LOCAL_URL": env.url("root/prod"),
+        "POETRY_HTTP_BASIC_LOCAL_USERNAME": "root",
+        "POETRY_HTTP_BASIC_LOCAL_PASSWORD": ROOT_PASSWORD,
+    }
+    command = [str(poetry_executable()), "publish", "-n", "--repository", "local"]
+    for extra in ([], ["--skip-existing"]):
+        result = subprocess.run(
+            [*command, *extra],
+            env={**env.client_env, **settings},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert set(files_of(env, "root/prod", "poetry-demo")) == {wheel.name, sdist.name}
 
 
 # --------------------------------------------------------------------------- refusals
@@ -387,7 +417,11 @@ def test_non_volatile_index_keeps_what_it_has(env: Env, tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path / "a", "steady-pkg", "1.0", summary="first")
     other = build_wheel(tmp_path / "b", "steady-pkg", "1.0", summary="second")
     assert upload(env, "root/prod", upload_body(wheel))[0] == 200
-    status, _, body = upload(env, "root/prod", upload_body(wheel))
+    # The same again, to the index URL without its slash (no redirect: twine would stop).
+    data, content_type = upload_body(wheel)
+    status, _, body = env.server.request(
+        "POST", "root/prod", data, headers={"Content-Type": content_type}, auth=ROOT
+    )
     assert status == 200 and b"identical" in body
     blobs = sorted(stored_blobs(env.server.serverdir))
     status, _, body = upload(env, "root/prod", upload_body(other))

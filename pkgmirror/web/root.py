@@ -78,6 +78,10 @@ def index_child(server: Server, user: str, path: bytes, request: Request) -> Res
 
 
 class _IndexNode(api.IndexResource):
+    async def handle_POST(self, request: Request) -> bytes:
+        # Uploads to the index URL without its slash too: a redirect would stop twine.
+        return await UploadResource(self.app, self.user, self.name).upload(request)
+
     def getChild(self, path: bytes, request: Request) -> Resource:
         config = self.app.indexes.get(self.key)
         if path == b"":
