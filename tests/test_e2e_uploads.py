@@ -533,6 +533,9 @@ def test_dependency_confusion(env: Env, tmp_path: Path) -> None:
     env.upstream.reset_log()
     assert downloaded("acme-tools") == {tools.name}
     assert downloaded("acme-tools", "alice/dev") == {tools.name}
+    status, _, body = env.server.request("GET", "alice/dev/acme-tools")
+    assert status == 200, body
+    assert "private_prefixes pattern 'acme'" in json.loads(body)["hidden"][0]["reason"]
     result = pip(
         env.client_env,
         "download",
