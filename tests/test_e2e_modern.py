@@ -29,6 +29,7 @@ from pkgmirror.model import parse_iso_time
 from pkgmirror.testing.dists import build_sdist, build_wheel, wheel_filename
 from pkgmirror.testing.processes import UpstreamProcess, clean_client_env
 from pkgmirror.testing.server import ServerProcess
+from pkgmirror.testing.uploads import upload_body
 from tests.conftest import ROOT_PASSWORD, init_server, pip
 
 pytestmark = pytest.mark.e2e
@@ -492,3 +493,43 @@ def test_min_release_age_hides_young_releases_except_exempt(
     result, installed = uv_install(tmp_path, f"{server.url}{local}/+simple/", "tree-app")
     assert result.returncode == 0, result.stderr
     assert installed == {"tree-app": "1.0", "tree-liba": "1.0", "tree-libb": "2.0"}
+
+
+def test_uv_installs_an_upload_with_mirrored_dependencies(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    server: ServerProcess = world["server"]
+    up: UpstreamProcess = world["up"]["html"]
+    local, _ = fresh_indexes(world, "html")
+    before = time.time()
+    for path in (
+        build_wheel(tmp_path / "dist", "tree-top", "1.0", requires_dist=["tree-app<2"]),
+        build_sdist(tmp_path / "dist", "tree-top", "1.0", requires_dist=["tree-app<2"]),
+    ):
+        body, content_type = upload_body(path)
+        status, _, answer = server.request(
+            "POST", f"{local}/", body, headers={"Content-Type": content_type}, auth=AUTH
+        )
+        assert status in (200, 201), answer
+    # The upload's own time, size and extracted metadata.
+    for entry in json_page(server, local, "tree-top")["files"]:
+        assert entry["size"] == (tmp_path / "dist" / entry["filename"]).stat().st_size
+        assert before - 1 <= parse_iso_time(entry["upload-time"]) <= time.time() + 1
+        if entry["filename"].endswith(".whl"):
+            assert "core-metadata" in entry
+    up.reset_log()
+    result, installed = uv_install(tmp_path, f"{server.url}{local}/+simple/", "tree-top")
+    assert result.returncode == 0, result.stderr
+    assert installed == {
+        "tree-top": "1.0",
+        "tree-app": "1.0",
+        "tree-liba": "2.0",
+        "tree-libb": "2.0",
+    }
+    assert whole_downloads(up) == sorted(
+        [
+            wheel_filename("tree-app", "1.0"),
+            wheel_filename("tree-liba", "2.0"),
+            wheel_filename("tree-libb", "2.0"),
+        ]
+    )
