@@ -171,10 +171,10 @@ class Server:
         self._login_failures.setdefault(name, []).append(self.clock.seconds())
 
     def make_token(self, name: str) -> str:
-        return auth.make_token(self.secret, name, time.time(), self.settings.token_ttl)
+        return auth.make_token(self.secret, name, self.clock.seconds(), self.settings.token_ttl)
 
     def check_token(self, token: str) -> auth.TokenCheck:
-        check = auth.check_token(self.secret, token, time.time())
+        check = auth.check_token(self.secret, token, self.clock.seconds())
         if check.user is not None and check.user not in self.users:
             return auth.TokenCheck(None, "user of this token no longer exists")
         return check
@@ -375,9 +375,10 @@ class Server:
             else:
                 files = await self.release_files(config.key, project)
                 pages.append(self.stage_page(config.key, project, files))
-        merged, hidden = merge_pages(project, order, pages, time.time())
+        now = self.clock.seconds()
+        merged, hidden = merge_pages(project, order, pages, now)
         if order[0].min_release_age:
-            versions.append(int(time.time() // 60))
+            versions.append(int(now // 60))
         if not merged.links and all(p is None for p in pages):
             if unavailable is not None:
                 raise Refused(
