@@ -43,21 +43,24 @@ def mirror_allowed(
 ) -> bool:
     """
     devpi's shadowing rule: when a stage in the order has the project itself, mirror releases
-    are left out unless whitelisted. With ``union`` one stage's whitelist is enough; with
-    ``intersection`` (the default for new indexes) the stage asked for and every stage that has
-    the project must all whitelist it.
+    are left out unless whitelisted. As devpi-server does it, the stages' whitelists are
+    combined in resolution order (by union, or by intersection, as ``order[0]`` says) and the
+    project is whitelisted once the combination so far names it or ``*``. So with ``union``
+    any stage's whitelist is enough; with ``intersection`` (the default for new indexes) only
+    the whitelist of the index asked for counts: its bases' lists never widen it.
     """
     if not stages_with_project or not order:
         return True
-
-    def listed(config: IndexConfig) -> bool:
-        return project in config.mirror_whitelist or "*" in config.mirror_whitelist
-
-    stages = [c for c in order if not c.is_mirror]
-    if order[0].mirror_whitelist_inheritance == "union":
-        return any(listed(c) for c in stages)
-    judges = [order[0], *(c for c in stages if c.key in stages_with_project)]
-    return all(listed(c) for c in judges)
+    union = order[0].mirror_whitelist_inheritance == "union"
+    combined: set[str] | None = None
+    for config in order:
+        if config.is_mirror:
+            continue
+        own = set(config.mirror_whitelist)
+        combined = own if combined is None else (combined | own if union else combined & own)
+        if combined & {"*", project}:
+            return True
+    return False
 
 
 def release_cutoff(config: IndexConfig, project: str, now: float) -> float | None:
