@@ -259,7 +259,7 @@ def devpi_sro(key: str, indexes: Mapping[str, IndexConfig]) -> list[str]:
     return list(dict.fromkeys(order))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(graphs(acyclic=True))
 def test_resolution_order_is_devpis(indexes: dict[str, IndexConfig]) -> None:
     order = resolution_order("u/i0", indexes)
@@ -272,7 +272,7 @@ def test_resolution_order_is_devpis(indexes: dict[str, IndexConfig]) -> None:
     assert kinds == sorted(kinds), "every mirror after every stage"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(graphs(acyclic=False))
 def test_cycles_are_refused_and_never_loop(indexes: dict[str, IndexConfig]) -> None:
     config = indexes["u/i0"]

@@ -293,8 +293,12 @@ def test_upstream_upload_times_are_kept(rig: Rig) -> None:
     }
 
 
-@settings(max_examples=30, deadline=None)
-@given(page=project_pages(), previous=st.none() | project_pages(), now=st.floats(0, 4e9))
+@settings(max_examples=20, deadline=None)
+@given(
+    page=project_pages(max_links=4),
+    previous=st.none() | project_pages(max_links=4),
+    now=st.floats(0, 4e9),
+)
 def test_with_first_seen_property(
     page: ProjectPage, previous: ProjectPage | None, now: float
 ) -> None:

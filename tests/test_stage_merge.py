@@ -84,7 +84,7 @@ def devpi_allows_mirrors(order: Sequence[IndexConfig], pages: Sequence[ProjectPa
     return whitelisted or not private_hit
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_merge_properties(data: st.DataObject) -> None:
     order = data.draw(orders())
