@@ -184,14 +184,26 @@ class Upstream:
             await _discard(response)
             raise UpstreamError(f"upstream answered {code}")
         length = _length(response)
-        if length is not None and length > MAX_PAGE_BYTES:
-            raise UpstreamError("upstream page too large")
+        declared_too_large = length is not None and length > MAX_PAGE_BYTES
+        chunks: list[bytes] = []
+        received = 0
+
+        def gather(data: bytes) -> None:
+            # Raising here makes treq drop the connection: a page declared too large is
+            # refused at its first bytes, one without Content-Length once it grows too large.
+            nonlocal received
+            received += len(data)
+            if declared_too_large or received > MAX_PAGE_BYTES:
+                raise UpstreamError("upstream page too large")
+            chunks.append(data)
+
         try:
-            body = await treq.content(response)
-        except CancelledError:
+            await treq.collect(response, gather)
+        except (CancelledError, UpstreamError):
             raise
         except Exception as e:
             raise UpstreamError(_describe(e)) from e
+        body = b"".join(chunks)
         serial = _header(response, b"x-pypi-last-serial")
         return PageResponse(
             "ok",

@@ -19,6 +19,7 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.web.server import NOT_DONE_YET, Request
 
+from pkgmirror import upstream as upstream_module
 from pkgmirror.simple.parse import ParseError, parse_project_page
 from pkgmirror.testing.inmemory import (
     ScriptedResource,
@@ -158,6 +159,32 @@ def test_connection_lost_mid_page_is_an_error(site: ScriptedResource, clock: Clo
     stub.flush()
     assert box and isinstance(box[0].value, UpstreamError), box
     assert not isinstance(box[0].value, UpstreamTimeout)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_oversized_page_is_refused(
+    site: ScriptedResource, clock: Clock, monkeypatch: pytest.MonkeyPatch, declared: bool
+) -> None:
+    monkeypatch.setattr(upstream_module, "MAX_PAGE_BYTES", 1000)
+    dropped: list[object] = []
+
+    def big(request: Request) -> int:
+        request.notifyFinish().addErrback(dropped.append)
+        request.setHeader(b"Content-Type", JSON_TYPE.encode())
+        if declared:
+            request.setHeader(b"Content-Length", b"5000")
+        for _ in range(5):
+            request.write(b" " * 1000)
+        return NOT_DONE_YET
+
+    site.route("/simple/demo/", big)
+    upstream, stub = make(site, clock)
+    box = outcome(start(upstream.fetch_page(BASE + "demo/")))
+    stub.flush()
+    assert box and isinstance(box[0].value, UpstreamError), box
+    assert "too large" in str(box[0].value)
+    assert dropped, "the connection is dropped, not read to the end"
+    assert clock.getDelayedCalls() == []
 
 
 # ---------------------------------------------------------------- credentials
