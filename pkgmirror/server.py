@@ -232,9 +232,7 @@ class Server:
         await self._drop_blobs(unreferenced)
         del self.users[name]
         for key in [k for k, c in self.indexes.items() if c.user == name]:
-            self.indexes.pop(key)
-            self.mirrors.pop(key, None)
-            self.stage_projects.pop(key, None)
+            self._forget_index(key)
         self._changed()
 
     # ---------------------------------------------------------------- indexes
@@ -281,10 +279,16 @@ class Server:
             raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
         unreferenced = await self.storage.delete_index(config.user, config.name)
         await self._drop_blobs(unreferenced)
-        self.indexes.pop(key)
+        self._forget_index(key)
+        self._changed()
+
+    def _forget_index(self, key: str) -> None:
+        self.indexes.pop(key, None)
         self.mirrors.pop(key, None)
         self.stage_projects.pop(key, None)
-        self._changed()
+        # Else an index created again under the same name would list the old one's files.
+        for cached in [k for k in self._release_cache if k[0] == key]:
+            del self._release_cache[cached]
 
     async def _drop_blobs(self, shas: list[str]) -> None:
         for sha in shas:
