@@ -299,3 +299,22 @@ def test_min_release_age_uses_the_server_clock(rig: Rig) -> None:
     assert resolved.page.links == () and resolved.hidden
     rig.clock.advance(3600)
     assert len(rig.run(s.project_page("root/local", "corp-tool")).page.links) == 1
+
+
+@pytest.mark.parametrize("deleted", ["index", "user"])
+def test_a_recreated_index_does_not_list_the_old_ones_files(rig: Rig, deleted: str) -> None:
+    s = rig.server
+    rig.run(s.create_user("alice", ""))
+    rig.run(s.create_index("alice", "local", {}))
+    upload = stage_file("alice/local", "corp_tool-1.0.tar.gz", b"old", T0)
+    result_of(rig.storage.add_release_file(upload, False))
+    s.release_files_changed("alice/local", "corp-tool", True)
+    assert len(rig.run(s.project_page("alice/local", "corp-tool")).page.links) == 1
+    if deleted == "index":
+        rig.run(s.delete_index("alice/local"))
+    else:
+        rig.run(s.delete_user("alice"))
+        rig.run(s.create_user("alice", ""))
+    rig.run(s.create_index("alice", "local", {}))
+    gone = rig.refused(s.project_page("alice/local", "corp-tool"))
+    assert gone.code == 404
