@@ -63,6 +63,14 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
+        # twistd prints its whole usage text before a UsageError; a wrong value or an unusable
+        # serverdir deserves just the one line that says what is wrong.
+        try:
+            self._check()
+        except usage.UsageError as e:
+            raise SystemExit(f"pkgmirror: {e}") from None
+
+    def _check(self) -> None:
         for key in (
             "mirror-cache-expiry",
             "request-timeout",
