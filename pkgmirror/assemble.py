@@ -51,6 +51,7 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
         return deferToThreadPool(reactor, pool, f)
 
     server = Server(storage, blobs, reactor, client, run_in_thread, settings)
+    server.serverdir = serverdir.path
     await server.load()
     return server, http_pool
 

@@ -90,6 +90,9 @@ class Server:
     )
     _basic_cache: dict[tuple[str, str], float] = attrs.field(factory=dict)
     _login_failures: dict[str, list[float]] = attrs.field(factory=dict)
+    # For /+status: where the data lives, and the refresh loop (set by the composition root).
+    serverdir: str = ""
+    refresher: Any = None
 
     async def load(self) -> None:
         """Reads users, indexes and stage project names into memory."""

@@ -202,6 +202,7 @@ class PkgmirrorService(service.MultiService):
             interval=max(1.0, opts["refresh-interval"]),
         )
         refresher.setServiceParent(self)
+        self.server.refresher = refresher
 
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())

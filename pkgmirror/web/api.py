@@ -20,12 +20,14 @@ from pkgmirror.names import (
     version_sort_key,
 )
 from pkgmirror.server import Refused, Server
+from pkgmirror.web import pages
 from pkgmirror.web.util import (
     AsyncResource,
     absolute,
     authenticated_user,
     envelope,
     read_json,
+    wants_json,
 )
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
@@ -127,6 +129,8 @@ class RootListResource(AsyncResource):
     """``GET /``: every user with their indexes."""
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.home(request, self.app)
         return envelope(
             request,
             "list:userconfig",
@@ -155,6 +159,8 @@ class UserResource(AsyncResource):
         return user
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.user(request, self.app, self._user())
         return envelope(request, "userconfig", user_json(self.app, self._user()))
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -220,6 +226,8 @@ class IndexResource(AsyncResource):
         return envelope(request, "indexconfig", result)
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.index(request, self.app, self._config())
         return await self._json(request, self._config())
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -320,6 +328,8 @@ class ProjectResource(AsyncResource):
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
+        if not wants_json(request):
+            return await pages.project(request, self.app, self.index, project, version)
         versions = await self._versions(request, project)
         if version is None:
             return envelope(request, "projectconfig", versions)

@@ -2,10 +2,11 @@
 The URL space, assembled here and nowhere else::
 
     /                       users and their indexes          (api.RootListResource)
-    /+api /+login /+status /+health/live /+health/ready
+    /+api /+login /+status /+health/live /+health/ready /+search?q=
     /USER                   user config                       (api.UserResource)
     /USER/INDEX             index config, uploads (POST .../) (api.IndexResource)
     /USER/INDEX/+api
+    /USER/INDEX/+search?q=  project search over the index and its bases (pages.SearchResource)
     /USER/INDEX/+simple/... simple pages                      (simple.SimpleResource)
     /USER/INDEX/+f/...      files                             (files.FilesResource)
     /USER/INDEX/PROJECT[/VERSION]                             (api.ProjectResource)
@@ -22,6 +23,7 @@ from pkgmirror.names import is_safe_path_segment, is_valid_user_or_index_name
 from pkgmirror.server import Server
 from pkgmirror.web import api
 from pkgmirror.web.files import FilesResource
+from pkgmirror.web.pages import SearchResource, XmlRpcResource, is_xmlrpc
 from pkgmirror.web.simple import SimpleResource
 from pkgmirror.web.status import HealthResource, StatusResource
 from pkgmirror.web.util import ErrorResource, RedirectResource
@@ -40,6 +42,7 @@ class Root(Resource):
         self.putChild(b"+login", api.LoginResource(server))
         self.putChild(b"+status", StatusResource(server))
         self.putChild(b"+health", HealthResource(server))
+        self.putChild(b"+search", SearchResource(server))
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
@@ -62,6 +65,9 @@ class IndexSlash(Resource):
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
+        if is_xmlrpc(request):
+            # pip search posts XML-RPC here (an upload is multipart/form-data).
+            return XmlRpcResource(self.app, f"{self.user}/{self.name}").render(request)
         if request.method == b"POST" and UPLOAD_HANDLER:
             return UPLOAD_HANDLER[0](self.app, self.user, self.name).render(request)
         if request.method == b"POST":
@@ -92,6 +98,8 @@ class _IndexNode(api.IndexResource):
             return FilesResource(self.app, config)
         if path == b"+api":
             return api.ApiResource(self.app, config)
+        if path == b"+search":
+            return SearchResource(self.app, config)
         extra = INDEX_EXTRAS.get(path)
         if extra is not None:
             return extra(self.app, config)
