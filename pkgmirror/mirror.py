@@ -6,7 +6,6 @@ upstream request per page or file however many clients want it at once.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -429,7 +428,7 @@ class Mirror:
                 previous = current.page if current is not None else None
                 page = carry_forward(page, previous)
                 page, metadata = await self._probe_page(project, page)
-                page = with_first_seen(page, previous, time.time())
+                page = with_first_seen(page, previous, self._clock.seconds())
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -750,7 +749,9 @@ class Mirror:
             await fill.spool.commit(digest)
             fill.committed()
             when = record.upload_time or iso_time(
-                start[0].last_modified if start and start[0].last_modified else time.time()
+                start[0].last_modified
+                if start and start[0].last_modified
+                else self._clock.seconds()
             )
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when

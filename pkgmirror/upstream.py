@@ -15,7 +15,7 @@ import attrs
 import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
@@ -119,16 +119,16 @@ def _header(response: Any, name: bytes) -> str | None:
     return values[0].decode("latin-1") if values else None
 
 
-def _body_length(response: Any) -> int | None:
+def _length(response: Any) -> int | None:
     """
-    The Content-Length of a response with a body. Twisted's client keeps that header out of
-    ``headers`` (it is connection control) and gives it as ``length`` instead.
+    The declared body length. Twisted's Agent takes Content-Length out of the headers (it is a
+    connection-control header) and gives it as ``response.length``.
     """
     length = getattr(response, "length", None)
-    if isinstance(length, int) and not isinstance(length, bool) and length >= 0:
+    if isinstance(length, int) and length >= 0:
         return length
-    declared = _header(response, b"content-length")
-    return int(declared) if declared is not None and declared.isdigit() else None
+    header = _header(response, b"content-length")
+    return int(header) if header is not None and header.isdigit() else None
 
 
 def _http_date(value: str | None) -> float | None:
@@ -191,20 +191,29 @@ class Upstream:
             headers["Authorization"] = self._auth
         return headers
 
-    def _deadline(self, d: Deferred[Any], seconds: float) -> IDelayedCall:
-        return self._clock.callLater(seconds, d.cancel)
-
     async def fetch_page(self, url: str, etag: str | None = None) -> PageResponse:
         """A project page or the name list; fails with UpstreamError."""
         extra = {"Accept": ACCEPT_PAGE}
         if etag:
             extra["If-None-Match"] = etag
+        expired: list[bool] = []
         d: Deferred[Any] = Deferred.fromCoroutine(self._fetch_page(url, extra))
-        timer = self._deadline(d, self.timeout)
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
         try:
             return await d
-        except CancelledError:
-            raise UpstreamTimeout(f"no answer from upstream within {self.timeout:g} s") from None
+        except (CancelledError, UpstreamError):
+            # Cancelling a request that is under way makes the Agent fail with "connection
+            # lost" rather than CancelledError: what counts is that the deadline passed.
+            if expired:
+                raise UpstreamTimeout(
+                    f"no answer from upstream within {self.timeout:g} s"
+                ) from None
+            raise
         finally:
             if timer.active():
                 timer.cancel()
@@ -233,15 +242,27 @@ class Upstream:
         if code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {code}")
-        length = _body_length(response)
-        if length is not None and length > MAX_PAGE_BYTES:
-            raise UpstreamError("upstream page too large")
+        length = _length(response)
+        declared_too_large = length is not None and length > MAX_PAGE_BYTES
+        chunks: list[bytes] = []
+        received = 0
+
+        def gather(data: bytes) -> None:
+            # Raising here makes treq drop the connection: a page declared too large is
+            # refused at its first bytes, one without Content-Length once it grows too large.
+            nonlocal received
+            received += len(data)
+            if declared_too_large or received > MAX_PAGE_BYTES:
+                raise UpstreamError("upstream page too large")
+            chunks.append(data)
+
         try:
-            body = await treq.content(response)
-        except CancelledError:
+            await treq.collect(response, gather)
+        except (CancelledError, UpstreamError):
             raise
         except Exception as e:
             raise UpstreamError(_describe(e)) from e
+        body = b"".join(chunks)
         serial = _header(response, b"x-pypi-last-serial")
         return PageResponse(
             "ok",
@@ -264,10 +285,11 @@ class Upstream:
         taking longer than ``timeout`` or no bytes arriving for ``idle_timeout`` seconds.
         """
         state: dict[str, Any] = {"timer": None}
+        running: list[Deferred[None]] = []
 
         def expire() -> None:
             state["expired"] = True
-            state["work"].cancel()
+            running[0].cancel()
 
         def kick(delay: float) -> None:
             timer = state["timer"]
@@ -276,14 +298,15 @@ class Upstream:
             else:
                 state["timer"] = self._clock.callLater(delay, expire)
 
-        # Set before the work starts: an in-memory client answers before fromCoroutine returns.
+        # Armed before the download starts: an answer that is already there (a connection
+        # pool, an in-memory agent) runs the coroutine up to its first kick synchronously.
         state["kick"] = kick
         kick(self.timeout)
         d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
-        state["work"] = d
+        running.append(d)
         try:
             await d
-        except CancelledError:
+        except (CancelledError, UpstreamError):
             if state.get("expired"):
                 raise UpstreamTimeout("upstream stopped sending the file") from None
             raise
@@ -312,7 +335,7 @@ class Upstream:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} for the file")
         when = _http_date(_header(response, b"last-modified"))
-        on_start(FileStart(_body_length(response), when))
+        on_start(FileStart(_length(response), when))
         state["kick"](self.idle_timeout)
 
         def chunk(data: bytes) -> None:
@@ -327,12 +350,23 @@ class Upstream:
             raise UpstreamError(_describe(e)) from e
 
     async def _with_deadline(self, work: Any) -> Any:
+        expired: list[bool] = []
         d: Deferred[Any] = Deferred.fromCoroutine(work)
-        timer = self._deadline(d, self.timeout)
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
         try:
             return await d
-        except CancelledError:
-            raise UpstreamTimeout(f"no answer from upstream within {self.timeout:g} s") from None
+        except (CancelledError, UpstreamError):
+            # As in fetch_page: a cancelled request may fail as "connection lost".
+            if expired:
+                raise UpstreamTimeout(
+                    f"no answer from upstream within {self.timeout:g} s"
+                ) from None
+            raise
         finally:
             if timer.active():
                 timer.cancel()
@@ -388,7 +422,7 @@ class Upstream:
                 raise UpstreamError("206 without a usable Content-Range")
             start, total = where
         elif response.code == 200:
-            declared = _body_length(response)
+            declared = _length(response)
             if declared is None or declared > length:
                 await _discard_now(response)
                 raise UpstreamError("upstream ignores Range requests")
