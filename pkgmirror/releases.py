@@ -16,7 +16,7 @@ from pkgmirror.interfaces import Conflict, ISpool, NotFound
 from pkgmirror.model import IndexConfig, ReleaseFile, iso_time
 from pkgmirror.names import parse_dist_filename
 from pkgmirror.server import Refused, Server
-from pkgmirror.upload import CheckedUpload
+from pkgmirror.upload import CheckedUpload, metadata_is_servable
 
 
 @attrs.frozen
@@ -91,7 +91,11 @@ async def _store(
             "with other contents",
         )
     await spool.commit(sha256)
-    metadata_sha256 = await server.blobs.put_bytes(checked.core_metadata)
+    metadata_sha256 = (
+        await server.blobs.put_bytes(checked.core_metadata)
+        if metadata_is_servable(checked.filename, checked.core_metadata)
+        else None
+    )
     release = ReleaseFile(
         index=config.key,
         project=checked.project,
