@@ -45,6 +45,12 @@ class Options(usage.Options):
         ["shutdown-timeout", None, "10", "Seconds in-flight responses get to finish on stop."],
         ["refresh-interval", None, "60", "Seconds between refresh rounds of volatile mirrors."],
         ["log-format", None, "text", "Request log format: text or json."],
+        [
+            "token-ttl",
+            None,
+            "36000",
+            "Seconds a login token stays valid (default 10 hours).",
+        ],
     ]
     optFlags = [
         ["offline-mode", None, "Never contact upstreams; serve what is cached."],
@@ -76,6 +82,14 @@ class Options(usage.Options):
             if value < 0:
                 raise usage.UsageError(f"--{key} must not be negative")
             self[key] = value
+        try:
+            self["token-ttl"] = int(self["token-ttl"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--token-ttl must be whole seconds, not {self['token-ttl']!r}"
+            ) from None
+        if self["token-ttl"] < 1:
+            raise usage.UsageError("--token-ttl must be at least 1 second")
         try:
             port = int(self["port"])
         except ValueError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import attrs
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -22,11 +23,15 @@ from pkgmirror.names import (
 from pkgmirror.server import Refused, Server
 from pkgmirror.web.util import (
     AsyncResource,
+    RedirectResource,
     absolute,
     authenticated_user,
     envelope,
     read_json,
 )
+
+# Keys of a userconfig the server makes; clients that send a fetched config back include them.
+READONLY_USER_KEYS = frozenset({"username", "created", "indexes"})
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 
@@ -56,10 +61,26 @@ async def require_user(request: Request, server: Server) -> str:
 
 
 async def require_owner(request: Request, server: Server, owner: str, what: str) -> str:
-    user = await require_user(request, server)
+    """
+    The user, when it is ``owner`` or root. Anyone else, anonymous included, gets devpi's 403
+    (devpi-client shows a 403's message; a 401 would make it forget a valid login).
+    """
+    user = await authenticated_user(request, server)
+    if user is None:
+        raise Refused(403, f"no permission to {what} (not logged in)")
     if user != owner and user != "root":
         raise Refused(403, f"no permission to {what}")
     return user
+
+
+def may_upload(config: IndexConfig, user: str | None) -> bool:
+    """Whether ``user`` (None: anonymous) may add files to the stage ``config``."""
+    acl = {a.upper() if a.startswith(":") else a for a in config.acl_upload}
+    if ":ANONYMOUS:" in acl:
+        return True
+    if user is None:
+        return False
+    return user == "root" or user in acl or ":AUTHENTICATED:" in acl
 
 
 async def authstatus(request: Request, server: Server) -> list[Any]:
@@ -177,18 +198,30 @@ class UserResource(AsyncResource):
 
     async def handle_PATCH(self, request: Request) -> bytes:
         self._user()
-        await require_owner(request, self.app, self.name, f"modify user {self.name}")
         body = read_json(request)
         if not isinstance(body, dict):
             raise Refused(400, "expected a JSON object")
-        user = await self.app.modify_user(self.name, body)
-        return envelope(request, "userconfig", user_json(self.app, user))
+        what = "change password for user" if set(body) == {"password"} else "modify user"
+        await require_owner(request, self.app, self.name, f"{what} {self.name}")
+        # devpi-client's ``user -m`` and ``passwd`` send the fetched config back whole.
+        changes = {k: v for k, v in body.items() if k not in READONLY_USER_KEYS}
+        user = await self.app.modify_user(self.name, changes)
+        return envelope(request, "userconfig", user_json(self.app, user), message="user updated")
 
     async def handle_DELETE(self, request: Request) -> bytes:
         self._user()
         await require_owner(request, self.app, self.name, f"delete user {self.name}")
         if self.name == "root":
             raise Refused(403, "user root cannot be deleted")
+        kept = sorted(
+            c.name for c in self.app.indexes.values() if c.user == self.name and not c.volatile
+        )
+        if kept:
+            raise Refused(
+                403,
+                f"user {self.name!r} has non-volatile index: {', '.join(kept)} "
+                "(set volatile=True on it first)",
+            )
         await self.app.delete_user(self.name)
         return envelope(request, "userconfig", {}, message=f"user {self.name} deleted")
 
@@ -242,10 +275,18 @@ class IndexResource(AsyncResource):
         return await self._json(request, config)
 
     async def handle_DELETE(self, request: Request) -> bytes:
-        self._config()
+        config = self._config()
         await require_owner(request, self.app, self.user, f"delete index {self.key}")
+        if not config.volatile:
+            raise Refused(
+                403,
+                f"index {self.key} non-volatile, cannot delete (set volatile=True on it first)",
+            )
         await self.app.delete_index(self.key)
         return envelope(request, "indexconfig", {}, code=201, message=f"index {self.key} deleted")
+
+    async def handle_PUSH(self, request: Request) -> bytes:
+        return await push_release(request, self.app, self._config())
 
 
 def link_json(request: Request, server: Server, index_key: str, link: Link) -> dict[str, Any]:
@@ -320,6 +361,11 @@ class ProjectResource(AsyncResource):
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
+        args = request.args or {}
+        if request.path.endswith(b"/") and b"ignore_bases" not in args:
+            # devpi's canonical project and version URLs have no trailing slash.
+            path = request.path.decode("utf-8", "replace").rstrip("/")
+            return RedirectResource(self.app, path).render(request)
         versions = await self._versions(request, project)
         if version is None:
             return envelope(request, "projectconfig", versions)
@@ -332,9 +378,13 @@ class ProjectResource(AsyncResource):
         await require_owner(request, self.app, self.index.user, f"delete from {self.index.key}")
         if self.index.is_mirror:
             raise Refused(405, "deleting from a mirror is not supported yet")
-        if not self.index.volatile:
+        if not self.index.volatile and b"force" not in (request.args or {}):
             what = f"version {version}" if version else "project"
-            raise Refused(403, f"cannot delete {what} on non-volatile index {self.index.key}")
+            raise Refused(
+                403,
+                f"cannot delete {what} on non-volatile index {self.index.key} "
+                "(devpi remove --force, or ?force, deletes anyway)",
+            )
         try:
             unreferenced = await self.app.storage.delete_release_files(
                 self.index.key, project, version
@@ -357,3 +407,69 @@ class ProjectResource(AsyncResource):
             message=f"project {project} {what} deleted".replace("  ", " "),
             when=time.time(),
         )
+
+
+PUSH_OPTIONS = frozenset({"name", "version", "targetindex", "no_docs", "only_docs"})
+
+
+async def push_release(request: Request, server: Server, source: IndexConfig) -> bytes:
+    """
+    devpi's ``PUSH /USER/INDEX``: copy one release's files to another stage. The files are
+    content-addressed, so a push adds records that name the same blobs; no bytes are copied.
+    """
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise Refused(400, "expected a JSON object with name, version and targetindex")
+    name, version = body.get("name"), body.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        raise Refused(400, "push needs the name and version of a release")
+    target_key = body.get("targetindex")
+    if target_key is None:
+        raise Refused(
+            400,
+            "pushing to an external index (pypi:...) is not supported: download the files "
+            "and upload them with twine",
+        )
+    unknown = sorted(set(body) - PUSH_OPTIONS)
+    if unknown:
+        raise Refused(400, f"unknown additional options: {', '.join(unknown)}")
+    if not isinstance(target_key, str) or target_key.count("/") != 1:
+        raise Refused(400, "targetindex not in format user/index")
+    if source.is_mirror:
+        raise Refused(400, f"{source.key} is a mirror: push releases from a stage index")
+    project = normalize(name) if is_valid_project_name(name) else ""
+    files = [f for f in await server.release_files(source.key, project) if f.version == version]
+    if body.get("only_docs"):
+        files = []  # documentation is not stored: there is nothing to push
+    if not files:
+        raise Refused(404, f"no release/files found for {name} {version} on {source.key}")
+    target = server.indexes.get(target_key)
+    if target is None:
+        raise Refused(404, f"index {target_key} does not exist")
+    if target.is_mirror:
+        raise Refused(400, f"cannot push to mirror index {target_key}")
+    user = await authenticated_user(request, server)
+    if not may_upload(target, user):
+        if user is None:
+            raise Refused(401, f"anonymous users cannot upload to {target_key!r}: log in first")
+        raise Refused(403, f"user {user!r} cannot upload to {target_key!r}")
+    existing = {f.filename: f for f in await server.release_files(target.key, project)}
+    if not target.volatile:
+        for f in files:
+            old = existing.get(f.filename)
+            if old is not None and old.sha256 != f.sha256:
+                raise Refused(409, f"{f.filename} already exists in non-volatile index")
+    actions: list[list[Any]] = [[200, "register", name, version, "->", target.key]]
+    replaced: list[str] = []
+    for f in sorted(files, key=lambda f: f.filename):
+        await server.storage.add_release_file(
+            attrs.evolve(f, index=target.key), overwrite=target.volatile
+        )
+        old = existing.get(f.filename)
+        if old is not None and old.sha256 != f.sha256:
+            replaced.append(old.sha256)
+        actions.append([200, "store_releasefile", f"{target.key}/+f/{f.path_key}/{f.filename}"])
+    server.release_files_changed(target.key, project, True)
+    for sha in await server.storage.unreferenced(replaced):
+        await server.blobs.delete(sha)
+    return envelope(request, "actionlog", actions)

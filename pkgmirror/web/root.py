@@ -62,6 +62,8 @@ class IndexSlash(Resource):
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
+        if request.method == b"PUSH":
+            return api.IndexResource(self.app, self.user, self.name).render(request)
         if request.method == b"POST" and UPLOAD_HANDLER:
             return UPLOAD_HANDLER[0](self.app, self.user, self.name).render(request)
         if request.method == b"POST":
