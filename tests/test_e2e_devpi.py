@@ -461,6 +461,17 @@ def test_devpi_client_refusals(shared: ServerProcess, tmp_path: Path) -> None:
 # -- tokens ---------------------------------------------------------------------------------------
 
 
+def test_a_token_the_server_refuses_is_forgotten(pm: Tool, shared: ServerProcess) -> None:
+    status, _, body = shared.request("PUT", "dora", {"password": "dorapw"})
+    assert status == 201, body
+    pm("login", "dora", "--password", "dorapw")
+    status, _, body = shared.request("DELETE", "dora", auth=("root", ROOT_PASSWORD))
+    assert status == 200, body
+    err = refused(pm, shared, "index", "-c", "root/mine", rc=1)
+    assert "401" in err and "no longer exists" in err and "pkgmirror login dora" in err
+    assert "not logged in" in pm("use")
+
+
 def test_expired_token(
     tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, UpstreamProcess]
 ) -> None:

@@ -29,6 +29,8 @@ class StatusResource(AsyncResource):
             "status",
             {
                 "version": __version__,
+                # devpi's shape: `devpi --version` prints these as the server's versions.
+                "versioninfo": {"pkgmirror": __version__},
                 "uuid": server.uuid,
                 "uptime": round(time.time() - server.started, 1),
                 "serial": server.generation,
