@@ -204,6 +204,12 @@ class Mirror:
         """The in-memory state, without I/O (None: not loaded or not known)."""
         return self._states.get(project)
 
+    def forget(self, project: str) -> None:
+        """Drops what is remembered of a project's page: the next request asks the upstream."""
+        self._states.pop(project, None)
+        self._served.pop(project, None)
+        self.generation += 1
+
     def served(self, state: MirrorPageState) -> ProjectPage | None:
         if state.page is None:
             return None

@@ -187,8 +187,8 @@ def test_push_over_a_volatile_file_drops_the_old_bytes(app: App) -> None:
 @pytest.mark.parametrize(
     ("credentials", "target", "status", "message"),
     [
-        (None, "root/dst", 401, "log in"),
-        (("alice", "alicepw"), "root/dst", 403, "cannot upload to 'root/dst'"),
+        (None, "root/dst", 401, "authentication required"),
+        (("alice", "alicepw"), "root/dst", 403, "may not upload to root/dst"),
         (ROOT, "root/mirror", 400, "mirror"),
         (ROOT, "root/nope", 404, "does not exist"),
         (ROOT, "nonsense", 400, "user/index"),

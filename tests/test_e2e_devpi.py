@@ -45,8 +45,6 @@ def _find_devpi() -> str | None:
 
 DEVPI = _find_devpi()
 needs_devpi = pytest.mark.skipif(DEVPI is None, reason="devpi-client is not installed")
-# Until the uploads issue lands, POST /USER/INDEX/ answers 501.
-needs_uploads = pytest.mark.xfail(strict=True, reason="uploads land with issue 4")
 
 
 class Tool:
@@ -143,6 +141,42 @@ def venv_pip_download(venv: Path, env: dict[str, str], target: Path, index_url: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Looking in indexes: {index_url}" in done.stdout
     return sorted(p.name for p in target.iterdir())
+
+
+def venv_uv_install(venv: Path, env: dict[str, str], index_url: str) -> dict[str, str]:
+    """
+    ``uv pip install private-pkg`` into the venv, run inside it so that uv finds the venv's
+    uv.toml (uv reads config from the working directory up, not from the target venv).
+    """
+    uv = Path(sys.executable).with_name("uv")
+    if not uv.exists():
+        pytest.skip("uv is not installed")
+    uv_env = {k: v for k, v in env.items() if k != "UV_NO_CONFIG"}
+    uv_env["UV_CACHE_DIR"] = str(venv.parent / "uv-cache")
+    done = subprocess.run(
+        [
+            *(str(uv), "pip", "install", "--python", str(venv / "bin" / "python")),
+            *("--no-deps", "-v", "private-pkg"),
+        ],
+        env=uv_env,
+        cwd=venv,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert index_url in done.stderr, done.stderr
+    listed = subprocess.run(
+        [str(uv), "pip", "list", "--python", str(venv / "bin" / "python"), "--format", "json"],
+        env=uv_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    wanted = {"private-pkg"}
+    return {p["name"]: p["version"] for p in json.loads(listed.stdout) if p["name"] in wanted}
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +291,6 @@ def test_devpi_user_index_and_read_commands(devpi_setup: Tool, devpi_server: Ser
 
 
 @needs_devpi
-@needs_uploads
 def test_devpi_upload_list_push_remove(
     devpi_setup: Tool, devpi_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -284,6 +317,7 @@ def test_devpi_upload_list_push_remove(
     href = pushed["0.1"]["+links"][0]["href"]
     status, _, body = devpi_server.request("GET", href.split("/", 3)[3], headers={"Accept": "*/*"})
     assert status == 200 and body
+    devpi("index", "-y", "--delete", "root/pushdst")
 
 
 # -- the same set-up through the pkgmirror command line ------------------------------------------
@@ -332,16 +366,23 @@ def test_pkgmirror_setup_gives_the_same_server_state(
             "private_pkg-1.1-py3-none-any.whl",
             "shared_pkg-4.0-py3-none-any.whl",
         ]
+        uv_installed = venv_uv_install(venv, pm.env, index_url)
+        assert uv_installed == {"private-pkg": "1.1"}
         pm("use", "--venv", "-")
-        assert index_url not in (venv / "pip.conf").read_text()
-        assert index_url not in (venv / "uv.toml").read_text()
+        for name in ("pip.conf", "uv.toml"):
+            path = venv / name
+            assert not path.exists() or index_url not in path.read_text()
         for index in ("root/local", "root/python-local", "root/pypi"):
             # Without the project lists: what the mirrors cached depends on the tests before.
             path = f"{index}?no_projects="
             assert get_json(server, path) == get_json(devpi_server, path), index
         assert get_json(server, "root/local")["result"]["projects"] == []
-        mine, theirs = server_state(server), server_state(devpi_server)
-        assert mine["root"] == theirs["root"]
+        mine, theirs = server_state(server)["root"], server_state(devpi_server)["root"]
+        usual = ("local", "pypi", "python-local")
+        assert {k: mine["indexes"][k] for k in usual} == {k: theirs["indexes"][k] for k in usual}
+        assert {k: v for k, v in mine.items() if k != "indexes"} == {
+            k: v for k, v in theirs.items() if k != "indexes"
+        }
 
 
 @pytest.fixture(scope="module")
@@ -548,3 +589,18 @@ def test_repeated_login_failures_are_slowed_down(shared: ServerProcess) -> None:
     # alice herself still gets in, after the same wait.
     status, took = attempt("alice", "alicepw")
     assert status == 200 and took >= 0.45
+
+
+def test_pkgmirror_upload_list_remove(pm: Tool, shared: ServerProcess, tmp_path: Path) -> None:
+    pm("login", "root", "--password", ROOT_PASSWORD)
+    wheel = build_wheel(tmp_path, "up-pkg", "1.0", summary="uploaded")
+    out = pm("upload", str(wheel))
+    assert f"uploaded {wheel.name} to root/local" in out
+    assert "up-pkg" in pm("list").split()
+    listing = pm("list", "up-pkg")
+    assert "up-pkg 1.0" in listing and "root/local/+f/" in listing
+    versions = json.loads(pm("list", "up-pkg", "--json"))
+    assert list(versions) == ["1.0"]
+    pm("remove", "-y", "up-pkg==1.0")
+    status, _, _ = shared.request("GET", "root/local/up-pkg/1.0")
+    assert status == 404

@@ -4,10 +4,8 @@ devpi's JSON management API: users, indexes, login, ``+api``, project and versio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import attrs
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -20,7 +18,10 @@ from pkgmirror.names import (
     parse_dist_filename,
     version_sort_key,
 )
+from pkgmirror.releases import copy_release, normal_version
 from pkgmirror.server import Refused, Server
+from pkgmirror.web import pages
+from pkgmirror.web.upload import delete_release, uploader, yank_release
 from pkgmirror.web.util import (
     AsyncResource,
     RedirectResource,
@@ -28,6 +29,7 @@ from pkgmirror.web.util import (
     authenticated_user,
     envelope,
     read_json,
+    wants_json,
 )
 
 # Keys of a userconfig the server makes; clients that send a fetched config back include them.
@@ -71,16 +73,6 @@ async def require_owner(request: Request, server: Server, owner: str, what: str)
     if user != owner and user != "root":
         raise Refused(403, f"no permission to {what}")
     return user
-
-
-def may_upload(config: IndexConfig, user: str | None) -> bool:
-    """Whether ``user`` (None: anonymous) may add files to the stage ``config``."""
-    acl = {a.upper() if a.startswith(":") else a for a in config.acl_upload}
-    if ":ANONYMOUS:" in acl:
-        return True
-    if user is None:
-        return False
-    return user == "root" or user in acl or ":AUTHENTICATED:" in acl
 
 
 async def authstatus(request: Request, server: Server) -> list[Any]:
@@ -148,6 +140,8 @@ class RootListResource(AsyncResource):
     """``GET /``: every user with their indexes."""
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.home(request, self.app)
         return envelope(
             request,
             "list:userconfig",
@@ -176,6 +170,8 @@ class UserResource(AsyncResource):
         return user
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.user(request, self.app, self._user())
         return envelope(request, "userconfig", user_json(self.app, self._user()))
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -253,6 +249,8 @@ class IndexResource(AsyncResource):
         return envelope(request, "indexconfig", result)
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.index(request, self.app, self._config())
         return await self._json(request, self._config())
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -328,9 +326,13 @@ class ProjectResource(AsyncResource):
             raise Refused(404, "no such project")
         return normalize(parts[0]), parts[1] if len(parts) == 2 else None
 
-    async def _versions(self, request: Request, project: str) -> dict[str, dict[str, Any]]:
+    async def _versions(
+        self, request: Request, project: str
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+        """The versions, and what the merged page leaves out, and why (for people)."""
         ignore_bases = b"ignore_bases" in (request.args or {})
         versions: dict[str, dict[str, Any]] = {}
+        hidden: list[dict[str, str]] = []
         if ignore_bases and not self.index.is_mirror:
             files = await self.app.release_files(self.index.key, project)
             for f in files:
@@ -342,6 +344,7 @@ class ProjectResource(AsyncResource):
         else:
             resolved = await self.app.project_page(self.index.key, project)
             links = resolved.page.links
+            hidden = [{"index": h.index, "reason": h.reason} for h in resolved.hidden]
             for config in self.app.order(self.index.key):
                 if not config.is_mirror:
                     for f in await self.app.release_files(config.key, project):
@@ -357,7 +360,8 @@ class ProjectResource(AsyncResource):
             entry.setdefault("+links", []).append(
                 link_json(request, self.app, self.index.key, link)
             )
-        return dict(sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True))
+        ordered = sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True)
+        return dict(ordered), hidden
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
@@ -366,47 +370,24 @@ class ProjectResource(AsyncResource):
             # devpi's canonical project and version URLs have no trailing slash.
             path = request.path.decode("utf-8", "replace").rstrip("/")
             return RedirectResource(self.app, path).render(request)
-        versions = await self._versions(request, project)
+        if not wants_json(request):
+            return await pages.project(request, self.app, self.index, project, version)
+        versions, hidden = await self._versions(request, project)
         if version is None:
-            return envelope(request, "projectconfig", versions)
+            # Outside "result", where devpi-client expects only versions.
+            return envelope(request, "projectconfig", versions, hidden=hidden)
         if version not in versions:
             raise Refused(404, f"version {version} of {project} not found on {self.index.key}")
         return envelope(request, "versiondata", versions[version])
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        await require_owner(request, self.app, self.index.user, f"delete from {self.index.key}")
-        if self.index.is_mirror:
-            raise Refused(405, "deleting from a mirror is not supported yet")
-        if not self.index.volatile and b"force" not in (request.args or {}):
-            what = f"version {version}" if version else "project"
-            raise Refused(
-                403,
-                f"cannot delete {what} on non-volatile index {self.index.key} "
-                "(devpi remove --force, or ?force, deletes anyway)",
-            )
-        try:
-            unreferenced = await self.app.storage.delete_release_files(
-                self.index.key, project, version
-            )
-        except Exception as e:
-            if e.__class__.__name__ == "NotFound":
-                raise Refused(
-                    404, f"{project} {version or ''} not found on {self.index.key}"
-                ) from None
-            raise
-        remaining = await self.app.storage.list_release_files(self.index.key, project)
-        self.app.release_files_changed(self.index.key, project, bool(remaining))
-        for sha in unreferenced:
-            await self.app.blobs.delete(sha)
-        what = f"version {version!r}" if version else ""
-        return envelope(
-            request,
-            "actionlog",
-            [],
-            message=f"project {project} {what} deleted".replace("  ", " "),
-            when=time.time(),
-        )
+        force = b"force" in (request.args or {})
+        return await delete_release(request, self.app, self.index, project, version, force=force)
+
+    async def handle_PATCH(self, request: Request) -> bytes:
+        project, version = self._path(request)
+        return await yank_release(request, self.app, self.index, project, version)
 
 
 PUSH_OPTIONS = frozenset({"name", "version", "targetindex", "no_docs", "only_docs"})
@@ -438,7 +419,8 @@ async def push_release(request: Request, server: Server, source: IndexConfig) ->
     if source.is_mirror:
         raise Refused(400, f"{source.key} is a mirror: push releases from a stage index")
     project = normalize(name) if is_valid_project_name(name) else ""
-    files = [f for f in await server.release_files(source.key, project) if f.version == version]
+    wanted = {version, normal_version(version)}
+    files = [f for f in await server.release_files(source.key, project) if f.version in wanted]
     if body.get("only_docs"):
         files = []  # documentation is not stored: there is nothing to push
     if not files:
@@ -448,28 +430,10 @@ async def push_release(request: Request, server: Server, source: IndexConfig) ->
         raise Refused(404, f"index {target_key} does not exist")
     if target.is_mirror:
         raise Refused(400, f"cannot push to mirror index {target_key}")
-    user = await authenticated_user(request, server)
-    if not may_upload(target, user):
-        if user is None:
-            raise Refused(401, f"anonymous users cannot upload to {target_key!r}: log in first")
-        raise Refused(403, f"user {user!r} cannot upload to {target_key!r}")
-    existing = {f.filename: f for f in await server.release_files(target.key, project)}
-    if not target.volatile:
-        for f in files:
-            old = existing.get(f.filename)
-            if old is not None and old.sha256 != f.sha256:
-                raise Refused(409, f"{f.filename} already exists in non-volatile index")
+    await uploader(request, server, target)
+    copied = await copy_release(server, files, target)
     actions: list[list[Any]] = [[200, "register", name, version, "->", target.key]]
-    replaced: list[str] = []
-    for f in sorted(files, key=lambda f: f.filename):
-        await server.storage.add_release_file(
-            attrs.evolve(f, index=target.key), overwrite=target.volatile
-        )
-        old = existing.get(f.filename)
-        if old is not None and old.sha256 != f.sha256:
-            replaced.append(old.sha256)
-        actions.append([200, "store_releasefile", f"{target.key}/+f/{f.path_key}/{f.filename}"])
-    server.release_files_changed(target.key, project, True)
-    for sha in await server.storage.unreferenced(replaced):
-        await server.blobs.delete(sha)
+    actions += [
+        [200, "store_releasefile", f"{target.key}/+f/{f.path_key}/{f.filename}"] for f in copied
+    ]
     return envelope(request, "actionlog", actions)
