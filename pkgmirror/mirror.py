@@ -6,7 +6,6 @@ upstream request per page or file however many clients want it at once.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -288,7 +287,7 @@ class Mirror:
                 page = parse_project_page(
                     response.body, response.content_type, response.url, project
                 )
-                page = with_first_seen(page, state.page if state is not None else None, time.time())
+                page = with_first_seen(page, state.page if state is not None else None, now)
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -406,7 +405,9 @@ class Mirror:
         try:
             await fill.spool.commit(digest)
             when = record.upload_time or iso_time(
-                start[0].last_modified if start and start[0].last_modified else time.time()
+                start[0].last_modified
+                if start and start[0].last_modified
+                else self._clock.seconds()
             )
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when

@@ -184,10 +184,10 @@ class Server:
         self._login_failures.setdefault(name, []).append(self.clock.seconds())
 
     def make_token(self, name: str) -> str:
-        return auth.make_token(self.secret, name, time.time(), self.settings.token_ttl)
+        return auth.make_token(self.secret, name, self.clock.seconds(), self.settings.token_ttl)
 
     def check_token(self, token: str) -> auth.TokenCheck:
-        check = auth.check_token(self.secret, token, time.time())
+        check = auth.check_token(self.secret, token, self.clock.seconds())
         if check.user is not None and check.user not in self.users:
             return auth.TokenCheck(None, "user of this token no longer exists")
         return check
@@ -245,10 +245,7 @@ class Server:
         await self._drop_blobs(unreferenced)
         del self.users[name]
         for key in [k for k, c in self.indexes.items() if c.user == name]:
-            self.indexes.pop(key)
-            self.mirrors.pop(key, None)
-            self.stage_projects.pop(key, None)
-            self.stage_yanks.pop(key, None)
+            self._forget_index(key)
         self._changed()
 
     # ---------------------------------------------------------------- indexes
@@ -295,11 +292,17 @@ class Server:
             raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
         unreferenced = await self.storage.delete_index(config.user, config.name)
         await self._drop_blobs(unreferenced)
-        self.indexes.pop(key)
+        self._forget_index(key)
+        self._changed()
+
+    def _forget_index(self, key: str) -> None:
+        self.indexes.pop(key, None)
         self.mirrors.pop(key, None)
         self.stage_projects.pop(key, None)
         self.stage_yanks.pop(key, None)
-        self._changed()
+        # Else an index created again under the same name would list the old one's files.
+        for cached in [k for k in self._release_cache if k[0] == key]:
+            del self._release_cache[cached]
 
     async def _drop_blobs(self, shas: list[str]) -> None:
         for sha in shas:
@@ -402,7 +405,8 @@ class Server:
             else:
                 files = await self.release_files(config.key, project)
                 pages.append(self.stage_page(config.key, project, files))
-        merged, hidden = merge_pages(project, order, pages, time.time())
+        now = self.clock.seconds()
+        merged, hidden = merge_pages(project, order, pages, now)
         yanks = [self.stage_yanks.get(c.key, {}).get(project) for c in order if not c.is_mirror]
         merged = apply_yanks(merged, [y for y in yanks if y])
         if private is not None:
@@ -416,7 +420,7 @@ class Server:
                 if c.is_mirror
             )
         if order[0].min_release_age:
-            versions.append(int(time.time() // 60))
+            versions.append(int(now // 60))
         if not merged.links and all(p is None for p in pages):
             if unavailable is not None:
                 raise Refused(

@@ -200,7 +200,12 @@ def test_twine_uv_and_devpi_upload_and_pip_installs_back(env: Env, tmp_path: Pat
 
 
 def poetry_executable() -> str | None:
-    return os.environ.get("PKGMIRROR_TEST_POETRY") or shutil.which("poetry")
+    beside = Path(sys.executable).with_name("poetry")
+    return (
+        os.environ.get("PKGMIRROR_TEST_POETRY")
+        or (str(beside) if beside.exists() else None)
+        or shutil.which("poetry")
+    )
 
 
 @pytest.mark.skipif(poetry_executable() is None, reason="poetry is not installed")
