@@ -275,7 +275,8 @@ def test_non_volatile_things_are_not_deleted_by_accident(app: App) -> None:
 
 
 def test_a_stale_token_is_401_with_the_login_url(app: App) -> None:
-    token = auth.make_token(app.server.secret, "root", 0, ttl=1)
+    token = app.server.make_token("root")
+    app.clock.advance(app.server.settings.token_ttl + 1)
     reply = app.call("PUT", "root/new", {}, token=("root", token))
     assert reply.status == 401
     assert reply.headers["location"] == BASE + "+login"
