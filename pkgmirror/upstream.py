@@ -14,11 +14,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import attrs
 import treq
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
+from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
-from twisted.web.http_headers import Headers
 
 from pkgmirror import __version__
 from pkgmirror.metadata import (
@@ -196,27 +195,8 @@ class Upstream:
         extra = {"Accept": ACCEPT_PAGE}
         if etag:
             extra["If-None-Match"] = etag
-        expired: list[bool] = []
-        d: Deferred[Any] = Deferred.fromCoroutine(self._fetch_page(url, extra))
-
-        def expire() -> None:
-            expired.append(True)
-            d.cancel()
-
-        timer = self._clock.callLater(self.timeout, expire)
-        try:
-            return await d
-        except (CancelledError, UpstreamError):
-            # Cancelling a request that is under way makes the Agent fail with "connection
-            # lost" rather than CancelledError: what counts is that the deadline passed.
-            if expired:
-                raise UpstreamTimeout(
-                    f"no answer from upstream within {self.timeout:g} s"
-                ) from None
-            raise
-        finally:
-            if timer.active():
-                timer.cancel()
+        result: PageResponse = await self._with_deadline(self._fetch_page(url, extra))
+        return result
 
     async def _fetch_page(self, url: str, extra: dict[str, str]) -> PageResponse:
         try:
@@ -361,7 +341,8 @@ class Upstream:
         try:
             return await d
         except (CancelledError, UpstreamError):
-            # As in fetch_page: a cancelled request may fail as "connection lost".
+            # Cancelling a request that is under way makes the Agent fail with "connection
+            # lost" rather than CancelledError: what counts is that the deadline passed.
             if expired:
                 raise UpstreamTimeout(
                     f"no answer from upstream within {self.timeout:g} s"
@@ -531,16 +512,11 @@ async def _discard(response: Any) -> None:
         pass
 
 
-def make_headers(values: dict[str, str]) -> Headers:
-    return Headers({k.encode(): [v.encode()] for k, v in values.items()})
-
-
 __all__ = [
     "FileProbe",
     "FileStart",
     "PageResponse",
     "RangeAnswer",
-    "TimeoutError",
     "Upstream",
     "UpstreamError",
     "UpstreamTimeout",

@@ -30,9 +30,6 @@ from pkgmirror.web.status import HealthResource, StatusResource
 from pkgmirror.web.upload import UploadResource
 from pkgmirror.web.util import ErrorResource, RedirectResource
 
-# Extra children of an index, by path segment (web pages plug in here).
-INDEX_EXTRAS: dict[bytes, Any] = {}
-
 
 class Root(Resource):
     def __init__(self, server: Server) -> None:
@@ -104,9 +101,6 @@ class _IndexNode(api.IndexResource):
             return api.ApiResource(self.app, config)
         if path == b"+search":
             return SearchResource(self.app, config)
-        extra = INDEX_EXTRAS.get(path)
-        if extra is not None:
-            return extra(self.app, config)
         if path.startswith(b"+"):
             return ErrorResource(self.app, 404, "no such page")
         return api.ProjectResource(self.app, config)
