@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent, textFileLogObserver
 from twisted.python import usage
 from twisted.python.logfile import LogFile
 from zope.interface import implementer
@@ -83,19 +83,24 @@ class JSONLinesObserver:
         self._out.flush()
 
 
-def use_json_lines(
-    runner: MutableMapping[str, Any] | None,
+def use_log_format(
+    runner: MutableMapping[str, Any] | None, log_format: str | None
 ) -> Callable[[], JSONLinesObserver] | None:
     """
     Makes the runner whose options are ``runner`` (twistd's or twist's; None when there is no
-    runner) log JSON lines where it would have logged text. twist takes it from its options;
-    for twistd the returned factory's observer goes on the application (``ILogObserver``).
+    runner) log in ``log_format`` ("text", "json", or None for the runner's own choice).
+    twist takes the choice from its options; for twistd, JSON needs the returned factory's
+    observer on the application (``ILogObserver``).
     """
-    if runner is None:
+    if runner is None or log_format is None:
         return None
     if "fileLogObserverFactory" in runner:
         # twist: it opens --log-file (stdout by default) and hands it to this factory.
-        runner["fileLogObserverFactory"] = JSONLinesObserver
+        runner["fileLogObserverFactory"] = (
+            JSONLinesObserver if log_format == "json" else textFileLogObserver
+        )
+        return None
+    if log_format != "json":
         return None
     if "logfile" not in runner:
         return None

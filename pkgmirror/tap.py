@@ -20,7 +20,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from pkgmirror import __version__
-from pkgmirror.logs import use_json_lines
+from pkgmirror.logs import use_log_format
 
 log = Logger()
 
@@ -52,8 +52,9 @@ class Options(usage.Options):
         [
             "log-format",
             None,
-            "text",
-            "Log format: text, or json for one JSON object a line (every event, requests too).",
+            None,
+            "Log format: text, or json for one JSON object a line (every event, requests "
+            "too). [default: text; under twist, twist's own choice]",
         ],
     ]
     optFlags = [
@@ -92,10 +93,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--port must be a number, not {self['port']!r}") from None
         if not 0 <= port <= 65535:
             raise usage.UsageError(f"--port {port} is out of range")
-        if self["log-format"] not in ("text", "json"):
+        if self["log-format"] not in (None, "text", "json"):
             raise usage.UsageError("--log-format must be text or json")
         runner = getattr(self, "parent", None)
-        self["json-log-observer"] = use_json_lines(runner) if self["log-format"] == "json" else None
+        self["log-observer"] = use_log_format(runner, self["log-format"])
         self["stale-pidfile"] = clear_stale_pidfile(runner)
         if self["outside-url"] and not self["outside-url"].startswith(("http://", "https://")):
             raise usage.UsageError("--outside-url must start with http:// or https://")
@@ -238,7 +239,7 @@ class PkgmirrorService(service.MultiService):
         super().setServiceParent(parent)
         # twistd makes the application, sets us under it, then starts logging with the
         # application's log observer if it has one: the place for --log-format json.
-        factory = self.options.get("json-log-observer")
+        factory = self.options.get("log-observer")
         if factory is not None and hasattr(parent, "setComponent"):
             from twisted.logger import ILogObserver
 

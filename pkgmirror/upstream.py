@@ -162,8 +162,9 @@ class Upstream:
         if code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {code}")
-        length = _header(response, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_PAGE_BYTES:
+        # twisted's client moves Content-Length out of the headers into ``length``.
+        length = response.length if isinstance(response.length, int) else None
+        if length is not None and length > MAX_PAGE_BYTES:
             raise UpstreamError("upstream page too large")
         try:
             body = await treq.content(response)
@@ -238,7 +239,8 @@ class Upstream:
         if response.code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} for the file")
-        length = _header(response, b"content-length")
+        # twisted's client moves Content-Length out of the headers into ``length``.
+        length = response.length if isinstance(response.length, int) else None
         modified = _header(response, b"last-modified")
         when = None
         if modified:
@@ -246,7 +248,7 @@ class Upstream:
                 when = parsedate_to_datetime(modified).timestamp()
             except (TypeError, ValueError):
                 when = None
-        on_start(FileStart(int(length) if length and length.isdigit() else None, when))
+        on_start(FileStart(length, when))
         state["kick"](self.idle_timeout)
 
         def chunk(data: bytes) -> None:
