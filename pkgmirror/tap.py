@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -205,14 +206,39 @@ def _process_state(pid: int) -> tuple[str | None, str | None]:
 
 
 def listens_beyond_loopback(endpoints: list[str]) -> bool:
+    """Whether any of these endpoint strings can be reached from other machines."""
     for endpoint in endpoints:
-        fields = dict(part.split("=", 1) for part in endpoint.split(":")[2:] if "=" in part)
-        interface = fields.get("interface", "0.0.0.0" if endpoint.startswith("tcp") else "")
-        if endpoint.startswith(("tcp", "ssl")) and not (
-            interface.startswith("127.") or interface in ("localhost", "\\:\\:1", "::1")
-        ):
-            return True
+        kind, fields = _endpoint_fields(endpoint)
+        if kind == "unix":
+            continue
+        interface = fields.get("interface", "")
+        if interface == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(interface).is_loopback:
+                continue
+        except ValueError:
+            pass
+        return True
     return False
+
+
+def _endpoint_fields(endpoint: str) -> tuple[str, dict[str, str]]:
+    """An endpoint string's kind and its name=value fields (with \\: unescaped)."""
+    parts = [""]
+    escaped = False
+    for char in endpoint:
+        if escaped:
+            parts[-1] += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("")
+        else:
+            parts[-1] += char
+    fields = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return parts[0].lower(), fields
 
 
 class PkgmirrorService(service.MultiService):
