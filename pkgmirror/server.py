@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -30,7 +30,7 @@ from pkgmirror.interfaces import IBlobStore, IStorage, NotFound
 from pkgmirror.mirror import Mirror, MirrorSettings, NoUpstream, Unavailable
 from pkgmirror.model import IndexConfig, Link, ProjectPage, ReleaseFile, User
 from pkgmirror.names import is_valid_user_or_index_name
-from pkgmirror.stage import Hidden, is_private, merge_pages
+from pkgmirror.stage import Hidden, apply_yanks, is_private, merge_pages
 from pkgmirror.upstream import Upstream
 
 log = Logger()
@@ -88,8 +88,17 @@ class Server:
     render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
         factory=dict
     )
+    # index -> project -> version -> reason: yanks of releases a stage does not own.
+    stage_yanks: dict[str, dict[str, dict[str, str]]] = attrs.field(factory=dict)
+    # (index, filename) of uploads being stored now; and the lock that keeps storing a blob and
+    # deleting an unreferenced one from overlapping.
+    uploads_in_flight: set[tuple[str, str]] = attrs.field(factory=set)
+    blob_lock: DeferredLock = attrs.field(factory=DeferredLock)
     _basic_cache: dict[tuple[str, str], float] = attrs.field(factory=dict)
     _login_failures: dict[str, list[float]] = attrs.field(factory=dict)
+    # For /+status: where the data lives, and the refresh loop (set by the composition root).
+    serverdir: str = ""
+    refresher: Any = None
 
     async def load(self) -> None:
         """Reads users, indexes and stage project names into memory."""
@@ -109,6 +118,10 @@ class Server:
                 self.stage_projects[config.key] = set(
                     await self.storage.list_stage_projects(config.key)
                 )
+                for project, version, reason in await self.storage.list_stage_yanks(config.key):
+                    self.stage_yanks.setdefault(config.key, {}).setdefault(project, {})[version] = (
+                        reason
+                    )
 
     def _changed(self) -> None:
         self.generation += 1
@@ -127,7 +140,13 @@ class Server:
                 )
             old = self.mirrors.get(config.key)
             mirror = Mirror(
-                config, self.storage, self.blobs, upstream, self.clock, self.settings.mirror
+                config,
+                self.storage,
+                self.blobs,
+                upstream,
+                self.clock,
+                self.settings.mirror,
+                self.run_in_thread,
             )
             if old is not None and old.config.mirror_url == config.mirror_url:
                 # Keep what the old object learnt (health, loaded pages) across config edits.
@@ -171,10 +190,10 @@ class Server:
         self._login_failures.setdefault(name, []).append(self.clock.seconds())
 
     def make_token(self, name: str) -> str:
-        return auth.make_token(self.secret, name, time.time(), self.settings.token_ttl)
+        return auth.make_token(self.secret, name, self.clock.seconds(), self.settings.token_ttl)
 
     def check_token(self, token: str) -> auth.TokenCheck:
-        check = auth.check_token(self.secret, token, time.time())
+        check = auth.check_token(self.secret, token, self.clock.seconds())
         if check.user is not None and check.user not in self.users:
             return auth.TokenCheck(None, "user of this token no longer exists")
         return check
@@ -232,9 +251,7 @@ class Server:
         await self._drop_blobs(unreferenced)
         del self.users[name]
         for key in [k for k, c in self.indexes.items() if c.user == name]:
-            self.indexes.pop(key)
-            self.mirrors.pop(key, None)
-            self.stage_projects.pop(key, None)
+            self._forget_index(key)
         self._changed()
 
     # ---------------------------------------------------------------- indexes
@@ -281,10 +298,17 @@ class Server:
             raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
         unreferenced = await self.storage.delete_index(config.user, config.name)
         await self._drop_blobs(unreferenced)
-        self.indexes.pop(key)
+        self._forget_index(key)
+        self._changed()
+
+    def _forget_index(self, key: str) -> None:
+        self.indexes.pop(key, None)
         self.mirrors.pop(key, None)
         self.stage_projects.pop(key, None)
-        self._changed()
+        self.stage_yanks.pop(key, None)
+        # Else an index created again under the same name would list the old one's files.
+        for cached in [k for k in self._release_cache if k[0] == key]:
+            del self._release_cache[cached]
 
     async def _drop_blobs(self, shas: list[str]) -> None:
         for sha in shas:
@@ -319,6 +343,18 @@ class Server:
             projects.add(project)
         else:
             projects.discard(project)
+        self._changed()
+
+    async def set_stage_yank(
+        self, index: str, project: str, version: str, reason: str | None
+    ) -> None:
+        """Yanks (or un-yanks, None) a release ``index`` does not own, on its pages."""
+        await self.storage.set_stage_yank(index, project, version, reason)
+        versions = self.stage_yanks.setdefault(index, {}).setdefault(project, {})
+        if reason is None:
+            versions.pop(version, None)
+        else:
+            versions[version] = reason
         self._changed()
 
     def stage_page(self, index: str, project: str, files: list[ReleaseFile]) -> ProjectPage | None:
@@ -375,9 +411,22 @@ class Server:
             else:
                 files = await self.release_files(config.key, project)
                 pages.append(self.stage_page(config.key, project, files))
-        merged, hidden = merge_pages(project, order, pages, time.time())
+        now = self.clock.seconds()
+        merged, hidden = merge_pages(project, order, pages, now)
+        yanks = [self.stage_yanks.get(c.key, {}).get(project) for c in order if not c.is_mirror]
+        merged = apply_yanks(merged, [y for y in yanks if y])
+        if private is not None:
+            hidden.extend(
+                Hidden(
+                    c.key,
+                    f"{project} matches the private_prefixes pattern {private!r}, so "
+                    f"{c.key} is never asked for it",
+                )
+                for c in order
+                if c.is_mirror
+            )
         if order[0].min_release_age:
-            versions.append(int(time.time() // 60))
+            versions.append(int(now // 60))
         if not merged.links and all(p is None for p in pages):
             if unavailable is not None:
                 raise Refused(

@@ -5,13 +5,14 @@ How a stage index merges its bases: pure functions over pages already fetched.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import attrs
 
 from pkgmirror.config import parse_duration
 from pkgmirror.model import IndexConfig, Link, ProjectPage, parse_iso_time
-from pkgmirror.names import normalize
+from pkgmirror.names import normalize, parse_dist_filename
 
 
 @attrs.frozen
@@ -43,26 +44,35 @@ def mirror_allowed(
 ) -> bool:
     """
     devpi's shadowing rule: when a stage in the order has the project itself, mirror releases
-    are left out unless whitelisted. With ``union`` one stage's whitelist is enough; with
-    ``intersection`` (the default for new indexes) the stage asked for and every stage that has
-    the project must all whitelist it.
+    are left out unless whitelisted.
+
+    As devpi walks the stages in order it folds their ``mirror_whitelist`` together with the
+    first stage's ``mirror_whitelist_inheritance``, and the project counts as whitelisted once
+    the folded list names it (or ``*``). So with ``union`` a whitelist on any stage in the order
+    is enough; with ``intersection`` (the default for new indexes) the folded list can only
+    shrink and only the first stage's own list counts.
     """
     if not stages_with_project or not order:
         return True
-
-    def listed(config: IndexConfig) -> bool:
-        return project in config.mirror_whitelist or "*" in config.mirror_whitelist
-
-    stages = [c for c in order if not c.is_mirror]
-    if order[0].mirror_whitelist_inheritance == "union":
-        return any(listed(c) for c in stages)
-    judges = [order[0], *(c for c in stages if c.key in stages_with_project)]
-    return all(listed(c) for c in judges)
+    merge_union = order[0].mirror_whitelist_inheritance == "union"
+    folded: set[str] | None = None
+    for config in order:
+        if config.is_mirror:
+            continue
+        own = set(config.mirror_whitelist)
+        if folded is None:
+            folded = own
+        else:
+            folded = folded | own if merge_union else folded & own
+        if "*" in folded or project in folded:
+            return True
+    return False
 
 
 def release_cutoff(config: IndexConfig, project: str, now: float) -> float | None:
     """Uploads after this POSIX time are not listed yet (``min_release_age``)."""
-    if not config.min_release_age or project in config.min_release_age_exempt:
+    exempt = config.min_release_age_exempt
+    if not config.min_release_age or project in exempt or "*" in exempt:
         return None
     return now - parse_duration("min_release_age", config.min_release_age)
 
@@ -75,7 +85,9 @@ def merge_pages(
 ) -> tuple[ProjectPage, list[Hidden]]:
     """
     The merged page of ``order[0]``: links of every index in resolution order, de-duplicated
-    by file name (first wins), mirror links dropped when a stage shadows the project.
+    by file name (first wins), mirror links dropped when a stage shadows the project, files
+    younger than ``min_release_age`` left out. A page marked ``quarantined`` (PEP 792) offers
+    no files; when no other index offers any, the merged page is marked quarantined too.
     ``pages[i]`` is ``order[i]``'s own page, None when it does not have the project.
     """
     hidden: list[Hidden] = []
@@ -88,6 +100,7 @@ def merge_pages(
     links: list[Link] = []
     status: str | None = None
     status_reason: str | None = None
+    quarantine: str | Literal[False] | None = False
     for config, page in zip(order, pages, strict=True):
         if page is None:
             continue
@@ -98,6 +111,19 @@ def merge_pages(
                         config.key,
                         f"{project} is not in the mirror_whitelist, so no releases from "
                         f"{config.key} are included",
+                    )
+                )
+            continue
+        if page.status == "quarantined":
+            if quarantine is False:
+                quarantine = page.status_reason
+            if page.links:
+                hidden.append(
+                    Hidden(
+                        config.key,
+                        f"{project} is quarantined on {config.key}"
+                        + (f" ({page.status_reason})" if page.status_reason else "")
+                        + ": none of its files are offered",
                     )
                 )
             continue
@@ -118,6 +144,8 @@ def merge_pages(
             hidden.append(
                 Hidden(config.key, f"{young} files younger than min_release_age are not listed")
             )
+    if quarantine is not False and not links:
+        status, status_reason = "quarantined", quarantine
     merged = ProjectPage(
         name=project,
         links=links,
@@ -126,3 +154,23 @@ def merge_pages(
         status_reason=status_reason,
     )
     return merged, hidden
+
+
+def apply_yanks(page: ProjectPage, yanks: Sequence[Mapping[str, str]]) -> ProjectPage:
+    """
+    The page with releases yanked by stages (version -> reason, the first stage's reason wins)
+    marked yanked, unless their own index yanked them already.
+    """
+    wanted: dict[str, str] = {}
+    for versions in yanks:
+        for version, reason in versions.items():
+            wanted.setdefault(version, reason)
+    if not wanted:
+        return page
+    links = []
+    for link in page.links:
+        parsed = parse_dist_filename(link.filename) if link.yanked is None else None
+        if parsed is not None and parsed[1] in wanted:
+            link = attrs.evolve(link, yanked=wanted[parsed[1]])
+        links.append(link)
+    return attrs.evolve(page, links=links)

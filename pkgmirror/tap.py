@@ -57,6 +57,12 @@ class Options(usage.Options):
             "Log format: text, or json for one JSON object a line (every event, requests "
             "too). [default: text; under twist, twist's own choice]",
         ],
+        [
+            "max-upload-size",
+            None,
+            "1G",
+            "Largest file an upload may carry (bytes, or with K, M, G); larger ones get 413.",
+        ],
     ]
     optFlags = [
         ["offline-mode", None, "Never contact upstreams; serve what is cached."],
@@ -75,6 +81,14 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
+        # twistd prints its whole usage text before a UsageError; a wrong value or an unusable
+        # serverdir deserves just the one line that says what is wrong.
+        try:
+            self._check()
+        except usage.UsageError as e:
+            raise SystemExit(f"pkgmirror: {e}") from None
+
+    def _check(self) -> None:
         for key in (
             "mirror-cache-expiry",
             "request-timeout",
@@ -88,6 +102,7 @@ class Options(usage.Options):
             if value < 0:
                 raise usage.UsageError(f"--{key} must not be negative")
             self[key] = value
+        self["max-upload-size"] = parse_size("--max-upload-size", self["max-upload-size"])
         try:
             port = int(self["port"])
         except ValueError:
@@ -114,6 +129,20 @@ class Options(usage.Options):
         except InitError as e:
             raise usage.UsageError(str(e)) from None
         self["serverdir"] = serverdir
+
+
+def parse_size(option: str, value: str) -> int:
+    """Bytes from ``1048576``, ``512K``, ``100M``, ``1G`` (powers of 1024)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(text[-1:], 1)
+    number = text[:-1] if scale != 1 else text
+    try:
+        size = int(float(number) * scale)
+    except ValueError:
+        raise usage.UsageError(f"{option} must be a size like 1G or 500M, not {value!r}") from None
+    if size <= 0:
+        raise usage.UsageError(f"{option} must be positive")
+    return size
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -293,7 +322,10 @@ class PkgmirrorService(service.MultiService):
 
         opts = self.options
         self.server, self.http_pool = await build_server(self.reactor, opts)
-        self.site = site = build_site(self.server)
+        from pkgmirror.serverinit import BLOBS
+
+        body_dir = opts["serverdir"].child(BLOBS).child("tmp").path
+        self.site = site = build_site(self.server, body_dir)
         for description in opts["listen"]:
             endpoint = serverFromString(self.reactor, description)
             port = await endpoint.listen(site)
@@ -327,6 +359,7 @@ class PkgmirrorService(service.MultiService):
             interval=max(1.0, opts["refresh-interval"]),
         )
         refresher.setServiceParent(self)
+        self.server.refresher = refresher
 
     def _take_over_stop_signals(self) -> None:
         # The reactor's own handlers make twistd end by re-raising the signal (status 130 or

@@ -21,6 +21,7 @@ from pkgmirror.simple.render import (
     render_project_html,
     render_project_json,
 )
+from pkgmirror.stage import is_private
 from pkgmirror.web.util import AsyncResource, absolute
 
 # Cached pages must be revalidated on every use (a cheap 304) so uploads and yanks show at once.
@@ -33,13 +34,15 @@ def _choose(request: Request) -> str:
     fmt = request.args.get(b"format", [None])[0] if request.args else None
     chosen = neg.negotiate(
         accept.decode("latin-1") if accept else None,
-        fmt.decode("latin-1") if fmt else None,
+        # A "+" typed into a query string arrives as a space; no media type has one.
+        fmt.decode("latin-1").replace(" ", "+") if fmt else None,
     )
     if chosen is None:
         raise Refused(
             406,
             "none of the offered types is acceptable: use application/vnd.pypi.simple.v1+json, "
             "application/vnd.pypi.simple.v1+html or text/html",
+            {"Vary": "Accept"},
         )
     return chosen
 
@@ -105,7 +108,9 @@ class SimpleResource(AsyncResource):
         path = [p.decode("utf-8", "replace") for p in request.postpath or []]
         if len(path) == 2 and path[1] == "refresh" and is_valid_project_name(path[0]):
             project = normalize(path[0])
-            for config in self.app.order(self.index.key):
+            order = self.app.order(self.index.key)
+            # A private name is never sent to an upstream, not even to refresh it.
+            for config in order if is_private(order, project) is None else ():
                 mirror = self.app.mirrors.get(config.key)
                 if mirror is not None:
                     try:
@@ -116,8 +121,13 @@ class SimpleResource(AsyncResource):
         raise Refused(405, "POST is only for .../+simple/PROJECT/refresh")
 
     def _redirect(self, request: Request, path: str) -> bytes:
+        location = absolute(request, self.app, path)
+        query = request.uri.partition(b"?")[2]
+        if query:
+            # ?format= must survive the redirect to the normalised name.
+            location += "?" + query.decode("latin-1")
         request.setResponseCode(302)
-        request.setHeader(b"Location", absolute(request, self.app, path).encode())
+        request.setHeader(b"Location", location.encode())
         return b""
 
     async def _project(self, request: Request, project: str) -> bytes:
