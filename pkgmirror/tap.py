@@ -48,7 +48,12 @@ class Options(usage.Options):
         ],
         ["outside-url", None, None, "URL clients reach the server at (behind a proxy)."],
         ["request-timeout", None, "10", "Seconds to wait for an upstream's answer."],
-        ["shutdown-timeout", None, "10", "Seconds in-flight responses get to finish on stop."],
+        [
+            "shutdown-timeout",
+            None,
+            "10",
+            "Seconds responses and cache fills under way get to finish on stop.",
+        ],
         ["refresh-interval", None, "60", "Seconds between refresh rounds of volatile mirrors."],
         [
             "log-format",
