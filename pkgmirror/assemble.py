@@ -5,9 +5,10 @@ The composition root's parts (called from ``tap``): real storage, HTTP client an
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from treq.client import HTTPClient
@@ -15,13 +16,16 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Request, Site
 
 from pkgmirror.auth import DEFAULT_TOKEN_TTL
+from pkgmirror.logs import log_request
 from pkgmirror.mirror import MirrorSettings
 from pkgmirror.server import Server, ServerSettings
 from pkgmirror.serverinit import BLOBS, DATABASE
+from pkgmirror.web.util import abort
 
 log = Logger()
 
@@ -62,50 +66,66 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
 
 
 class PkgmirrorSite(Site):
-    """A Site whose access log is one line per request, with the time it took."""
+    """
+    The HTTP site: logs one event per request (see ``pkgmirror.logs``), knows the requests
+    under way, and on stop refuses new requests and closes idle connections while the
+    requests under way finish.
+    """
 
-    def __init__(self, resource: Any, log_format: str = "text") -> None:
-        super().__init__(resource)
-        self.log_format = log_format
+    # No "Starting factory" lines in the log; the service logs where it listens.
+    noisy = False
+
+    def __init__(self, resource: Any) -> None:
+        super().__init__(resource, requestFactory=TimedRequest)
+        self.in_flight: set[TimedRequest] = set()
+        self.stopping = False
+        # Connections that carried a request: the idle ones are closed on stop.
+        self._channels: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Set by build_site: the largest request body, and where big bodies are spooled.
         self.max_body_size: int | None = None
         self.body_dir: str | None = None
 
     def log(self, request: Any) -> None:
-        took = time.monotonic() - getattr(request, "_pkgmirror_started", time.monotonic())
-        client = request.getClientAddress()
-        host = getattr(client, "host", "-")
-        path = request.uri.decode("latin-1", "replace")
-        if self.log_format == "json":
-            print(
-                json.dumps(
-                    {
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "client": host,
-                        "method": request.method.decode("latin-1"),
-                        "path": path,
-                        "status": request.code,
-                        "bytes": request.sentLength,
-                        "ms": round(took * 1000, 1),
-                    }
-                ),
-                flush=True,
-            )
-        else:
-            log.info(
-                '{client} "{method} {path}" {status} {bytes} {ms:.1f}ms',
-                client=host,
-                method=request.method.decode("latin-1"),
-                path=path,
-                status=request.code,
-                bytes=request.sentLength,
-                ms=took * 1000,
-            )
+        """Called by twisted.web when a response is complete."""
+        log_request(request, _took(request), complete=True)
+
+    def request_started(self, request: TimedRequest) -> None:
+        self.in_flight.add(request)
+        self._channels.add(request.channel)
+
+        def ended(result: object) -> None:
+            self.in_flight.discard(request)
+            if isinstance(result, Failure):
+                # The connection went before the response was complete: log it all the same.
+                log_request(request, _took(request), complete=False)
+
+        request.notifyFinish().addBoth(ended)
+
+    def stop_accepting(self) -> None:
+        """
+        From now on every connection closes after its response, idle ones at once, and a
+        request that still arrives is answered 503.
+        """
+        self.stopping = True
+        for channel in list(self._channels):
+            channel.persistent = False
+            if not channel.requests and channel.transport is not None:
+                channel.transport.loseConnection()
+        for request in self.in_flight:
+            if not request.startedWriting:
+                request.setHeader(b"Connection", b"close")
+
+    def abort_in_flight(self) -> None:
+        """End every response under way; clients see a broken connection, never a short file."""
+        for request in list(self.in_flight):
+            abort(request)
 
 
 class TimedRequest(Request):
     """
-    A request that knows when it began (for the access log), and refuses a body larger than
-    the site's ``max_body_size`` as soon as it is announced or exceeded.
+    A request that knows when it began (for the access log), tells its site when it is under
+    way, and refuses a body larger than the site's ``max_body_size`` as soon as it is
+    announced or exceeded.
     """
 
     # Upload forms are parsed as a stream by the upload handler, never whole in memory.
@@ -113,9 +133,30 @@ class TimedRequest(Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pkgmirror_started = time.monotonic()
+        self.started_at = time.monotonic()
         self._body_size = 0
         self._body_refused = False
+
+    def process(self) -> None:
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, PkgmirrorSite):
+            if site.stopping:
+                self._refuse_while_stopping()
+                return
+            site.request_started(self)
+        super().process()
+
+    def _refuse_while_stopping(self) -> None:
+        self.channel.persistent = False
+        body = b"the server is stopping; retry in a moment\n"
+        self.setResponseCode(503)
+        self.setHeader(b"Connection", b"close")
+        self.setHeader(b"Retry-After", b"5")
+        self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        self.setHeader(b"Content-Length", str(len(body)).encode())
+        if self.method != b"HEAD":
+            self.write(body)
+        self.finish()
 
     def _limit(self) -> int | None:
         return getattr(getattr(self.channel, "site", None), "max_body_size", None)
@@ -181,27 +222,65 @@ def _abort(transport: Any) -> None:
         transport.abortConnection()
 
 
-def build_site(server: Server, log_format: str, body_dir: str | None = None) -> Site:
+def _took(request: Any) -> float:
+    return time.monotonic() - getattr(request, "started_at", time.monotonic())
+
+
+def build_site(server: Server, body_dir: str | None = None) -> PkgmirrorSite:
     from pkgmirror.upload import FORM_OVERHEAD
     from pkgmirror.web.root import Root
 
-    site = PkgmirrorSite(Root(server), log_format)
-    site.requestFactory = TimedRequest
+    site = PkgmirrorSite(Root(server))
     site.max_body_size = server.settings.max_upload_size + FORM_OVERHEAD
     site.body_dir = body_dir
     return site
 
 
-async def drain(reactor: Any, server: Server, timeout: float) -> None:
-    """Waits up to ``timeout`` seconds for cache fills under way to finish."""
+def busy(server: Server, site: PkgmirrorSite) -> tuple[int, int]:
+    """(responses under way, cache fills under way, including the ones still committing)."""
+    return len(site.in_flight), sum(len(m.fills) for m in server.mirrors.values())
+
+
+async def drain(
+    reactor: Any,
+    server: Server,
+    site: PkgmirrorSite,
+    timeout: float,
+    hurry: Callable[[], bool] = lambda: False,
+) -> None:
+    """
+    Waits up to ``timeout`` seconds (less once ``hurry()`` is true) for the responses and cache
+    fills under way to finish, then ends what is left: unfinished fills are discarded with
+    their partial files, and unfinished responses are cut off.
+    """
     deadline = reactor.seconds() + timeout
-    while reactor.seconds() < deadline:
-        fills = [f for m in server.mirrors.values() for f in m.fills.values() if not f.done]
-        if not fills:
-            return
-        await deferLater(reactor, 0.1, lambda: None)
-    log.warn("stopping with cache fills unfinished; their partial files are discarded")
+    responses, fills = busy(server, site)
+    if responses or fills:
+        log.info(
+            "stopping: waiting up to {timeout:g} s for {responses} responses and "
+            "{fills} cache fills to finish",
+            timeout=timeout,
+            responses=responses,
+            fills=fills,
+        )
+    while any(busy(server, site)) and reactor.seconds() < deadline and not hurry():
+        await deferLater(reactor, 0.05, lambda: None)
+    responses, fills = busy(server, site)
+    if not (responses or fills):
+        return
+    log.warn(
+        "stopping with {responses} responses and {fills} cache fills unfinished: ending "
+        "them; partial files are discarded",
+        responses=responses,
+        fills=fills,
+    )
     for mirror in server.mirrors.values():
         for fill in list(mirror.fills.values()):
             if not fill.done:
                 fill.failed("server stopping")
+    site.abort_in_flight()
+    # Fills that had all their bytes are being committed (a rename and a database row):
+    # let them end, so no stored file lacks its record.
+    deadline = reactor.seconds() + 2
+    while busy(server, site)[1] and reactor.seconds() < deadline:
+        await deferLater(reactor, 0.05, lambda: None)

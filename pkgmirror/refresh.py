@@ -111,7 +111,13 @@ class RefreshService(Service):
             for project in due_for_refresh(mirror, now, self.interval):
                 work.append(limit.run(self._refresh_one, mirror, project))
         if work:
+            refreshed, failed = self.refreshed, self.failed
             await DeferredList(work, consumeErrors=True)
+            log.info(
+                "refresh round: {refreshed} pages refreshed, {failed} failed",
+                refreshed=self.refreshed - refreshed,
+                failed=self.failed - failed,
+            )
 
     def _refresh_one(self, mirror: Mirror, project: str) -> Deferred[None]:
         async def go() -> None:

@@ -4,9 +4,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application import service
@@ -16,6 +21,7 @@ from twisted.python import usage
 from twisted.python.filepath import FilePath
 
 from pkgmirror import __version__
+from pkgmirror.logs import use_log_format
 
 log = Logger()
 
@@ -42,9 +48,20 @@ class Options(usage.Options):
         ],
         ["outside-url", None, None, "URL clients reach the server at (behind a proxy)."],
         ["request-timeout", None, "10", "Seconds to wait for an upstream's answer."],
-        ["shutdown-timeout", None, "10", "Seconds in-flight responses get to finish on stop."],
+        [
+            "shutdown-timeout",
+            None,
+            "10",
+            "Seconds responses and cache fills under way get to finish on stop.",
+        ],
         ["refresh-interval", None, "60", "Seconds between refresh rounds of volatile mirrors."],
-        ["log-format", None, "text", "Request log format: text or json."],
+        [
+            "log-format",
+            None,
+            None,
+            "Log format: text, or json for one JSON object a line (every event, requests "
+            "too). [default: text; under twist, twist's own choice]",
+        ],
         [
             "token-ttl",
             None,
@@ -111,8 +128,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"--port must be a number, not {self['port']!r}") from None
         if not 0 <= port <= 65535:
             raise usage.UsageError(f"--port {port} is out of range")
-        if self["log-format"] not in ("text", "json"):
+        if self["log-format"] not in (None, "text", "json"):
             raise usage.UsageError("--log-format must be text or json")
+        runner = getattr(self, "parent", None)
+        self["log-observer"] = use_log_format(runner, self["log-format"])
+        self["stale-pidfile"] = clear_stale_pidfile(runner)
         if self["outside-url"] and not self["outside-url"].startswith(("http://", "https://")):
             raise usage.UsageError("--outside-url must start with http:// or https://")
         if not self["listen"]:
@@ -159,21 +179,122 @@ def check_port_free(host: str, port: int) -> None:
         sock.close()
 
 
+def clear_stale_pidfile(runner: Mapping[str, Any] | None) -> str | None:
+    """
+    Removes twistd's pid file when it names no running pkgmirror, so that a crash, a SIGKILL
+    or a reboot (after which the pid may belong to anything, even to this very process as a
+    container's PID 1) never stops the next start. Returns a line saying what it removed.
+    """
+    name = runner.get("pidfile") if runner is not None else None
+    if not name:
+        return None
+    path = os.path.abspath(name)
+    try:
+        with open(path) as stream:
+            text = stream.read(64)
+    except OSError:
+        return None
+    try:
+        pid = int(text.strip())
+    except ValueError:
+        pid = 0
+    if pid > 0 and pid != os.getpid() and is_running_pkgmirror(pid):
+        return None  # twistd refuses to start, rightly.
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None
+    return f"removed the stale pid file {path} (pid {text.strip() or '?'} is no running pkgmirror)"
+
+
+def is_running_pkgmirror(pid: int) -> bool:
+    """True unless process ``pid`` is certainly gone, a zombie, or some other program."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    state, command = _process_state(pid)
+    if state == "Z" or state == "":
+        return False
+    return command is None or "pkgmirror" in command
+
+
+def _process_state(pid: int) -> tuple[str | None, str | None]:
+    """(state letter, command line) of a process; "" when it is gone, None when unknown."""
+    proc = f"/proc/{pid}"
+    if os.path.isdir("/proc/self"):
+        try:
+            with open(f"{proc}/stat", "rb") as stream:
+                state = stream.read().rsplit(b")", 1)[1].split()[0].decode()
+            with open(f"{proc}/cmdline", "rb") as stream:
+                command = stream.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except FileNotFoundError:
+            return "", ""
+        except (OSError, IndexError):
+            return None, None
+        return state, command
+    try:
+        # macOS and the BSDs: ps knows both.
+        out = subprocess.run(
+            ["ps", "-o", "state=", "-o", "command=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if not out:
+        return "", ""
+    state, _, command = out.partition(" ")
+    return state[:1], command
+
+
 def listens_beyond_loopback(endpoints: list[str]) -> bool:
+    """Whether any of these endpoint strings can be reached from other machines."""
     for endpoint in endpoints:
-        fields = dict(part.split("=", 1) for part in endpoint.split(":")[2:] if "=" in part)
-        interface = fields.get("interface", "0.0.0.0" if endpoint.startswith("tcp") else "")
-        if endpoint.startswith(("tcp", "ssl")) and not (
-            interface.startswith("127.") or interface in ("localhost", "\\:\\:1", "::1")
-        ):
-            return True
+        kind, fields = _endpoint_fields(endpoint)
+        if kind == "unix":
+            continue
+        interface = fields.get("interface", "")
+        if interface == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(interface).is_loopback:
+                continue
+        except ValueError:
+            pass
+        return True
     return False
+
+
+def _endpoint_fields(endpoint: str) -> tuple[str, dict[str, str]]:
+    """An endpoint string's kind and its name=value fields (with \\: unescaped)."""
+    parts = [""]
+    escaped = False
+    for char in endpoint:
+        if escaped:
+            parts[-1] += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("")
+        else:
+            parts[-1] += char
+    fields = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return parts[0].lower(), fields
 
 
 class PkgmirrorService(service.MultiService):
     """
     Opens storage, loads the server's state, then listens. Nothing answers before the state
-    is loaded; on stop it stops listening, lets fills finish for a bounded time, closes all.
+    is loaded. On stop (SIGTERM, SIGINT) it stops listening and accepting, lets the responses
+    and cache fills under way finish for up to --shutdown-timeout seconds (a second signal
+    cuts that short), ends what is left, and closes everything; the process then exits 0.
     """
 
     def __init__(self, options: Options, reactor: Any) -> None:
@@ -181,17 +302,35 @@ class PkgmirrorService(service.MultiService):
         self.options = options
         self.reactor = reactor
         self.server: Any = None
+        self.site: Any = None
+        self.http_pool: Any = None
         self.ports: list[Any] = []
         self.ready: Deferred[None] = Deferred()
+        self.stop_requested = False
+        self.hurry = False
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # twistd makes the application, sets us under it, then starts logging with the
+        # application's log observer if it has one: the place for --log-format json.
+        factory = self.options.get("log-observer")
+        if factory is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, factory())
 
     def startService(self) -> None:
         service.Service.startService(self)
+        if self.options.get("stale-pidfile"):
+            log.info("{message}", message=self.options["stale-pidfile"])
+        if hasattr(self.reactor, "callWhenRunning"):
+            self.reactor.callWhenRunning(self._take_over_stop_signals)
         d = Deferred.fromCoroutine(self._start())
 
         def failed(f: Any) -> None:
             log.critical("pkgmirror could not start: {reason}", reason=f.getErrorMessage())
             print(f"pkgmirror: could not start: {f.getErrorMessage()}", file=sys.stderr)
-            self.reactor.callLater(0, _stop_with_error, self.reactor)
+            self.reactor.callLater(0, _stop_with_error, self.options)
 
         d.addCallbacks(lambda _: self.ready.callback(None), failed)
 
@@ -205,18 +344,17 @@ class PkgmirrorService(service.MultiService):
         from pkgmirror.serverinit import BLOBS
 
         body_dir = opts["serverdir"].child(BLOBS).child("tmp").path
-        site = build_site(self.server, opts["log-format"], body_dir)
+        self.site = site = build_site(self.server, body_dir)
         for description in opts["listen"]:
             endpoint = serverFromString(self.reactor, description)
             port = await endpoint.listen(site)
             self.ports.append(port)
             address = port.getHost()
             log.info(
-                "pkgmirror {version} serving {serverdir} on http://{host}:{port}/",
+                "pkgmirror {version} serving {serverdir} on {address}",
                 version=__version__,
                 serverdir=opts["serverdir"].path,
-                host=getattr(address, "host", "?"),
-                port=getattr(address, "port", "?"),
+                address=_describe(address),
             )
         root = self.server.users.get("root")
         if root is not None and not root.password_hash and listens_beyond_loopback(opts["listen"]):
@@ -242,18 +380,77 @@ class PkgmirrorService(service.MultiService):
         refresher.setServiceParent(self)
         self.server.refresher = refresher
 
+    def _take_over_stop_signals(self) -> None:
+        # The reactor's own handlers make twistd end by re-raising the signal (status 130 or
+        # 143), which launchd and container runtimes count as a failure. A stop that was
+        # asked for and completed is a success: exit 0. Only the main thread may set handlers.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+                signal.signal(signum, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self.stop_on_signal, signal.Signals(signum).name)
+
+    def stop_on_signal(self, name: str) -> None:
+        """A stop signal arrived: the first stops the server, the next cuts the wait short."""
+        if self.stop_requested:
+            if not self.hurry:
+                self.hurry = True
+                log.warn("{signal} received again: ending unfinished work now", signal=name)
+            return
+        self.stop_requested = True
+        log.info(
+            "{signal} received: stopping (work under way gets up to {timeout:g} s)",
+            signal=name,
+            timeout=self.options["shutdown-timeout"],
+        )
+        from twisted.internet.error import ReactorNotRunning
+
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass
+
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        await DeferredList([Deferred.fromCoroutine(_maybe(p.stopListening())) for p in self.ports])
+        self.stop_requested = True
+        stopped = DeferredList(
+            [Deferred.fromCoroutine(_maybe(p.stopListening())) for p in self.ports]
+        )
+        if self.site is not None:
+            self.site.stop_accepting()
+        await stopped
         await _maybe(service.MultiService.stopService(self))
-        if self.server is not None:
-            from pkgmirror.assemble import drain
+        if self.server is None:
+            return
+        from pkgmirror.assemble import drain
 
-            await drain(self.reactor, self.server, self.options["shutdown-timeout"])
-            await self.http_pool.closeCachedConnections()
-            await self.server.close()
+        try:
+            await drain(
+                self.reactor,
+                self.server,
+                self.site,
+                self.options["shutdown-timeout"],
+                lambda: self.hurry,
+            )
+        except Exception:
+            log.failure("stopping: waiting for work under way failed")
+        await self.http_pool.closeCachedConnections()
+        await self.server.close()
+        log.info("pkgmirror stopped")
+
+
+def _describe(address: Any) -> str:
+    host = getattr(address, "host", None)
+    if host is not None:
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{address.port}/"
+    name = getattr(address, "name", None)
+    return f"unix socket {name.decode() if isinstance(name, bytes) else name}"
 
 
 async def _maybe(value: Any) -> None:
@@ -261,8 +458,18 @@ async def _maybe(value: Any) -> None:
         await value
 
 
-def _stop_with_error(reactor: Any) -> None:
-    # twistd exits 0 after a normal reactor stop; a failed start must not look like success.
+def _stop_with_error(options: Options) -> None:
+    # twistd exits 0 after a normal reactor stop; a failed start must not look like success,
+    # nor leave a pid file behind.
+    runner = getattr(options, "parent", None)
+    pidfile = runner.get("pidfile") if runner is not None else None
+    if pidfile:
+        try:
+            with open(pidfile) as stream:
+                if int(stream.read().strip()) == os.getpid():
+                    os.remove(pidfile)
+        except (OSError, ValueError):
+            pass
     os._exit(1)
 
 

@@ -201,6 +201,23 @@ def test_example_environment_file_sets_only_what_the_unit_reads(
     assert set(names) <= set(unit_defaults(unit))
 
 
+def test_first_start_upstream_variable_is_the_one_the_server_reads(
+    unit: dict[str, dict[str, list[str]]], plist: dict[str, Any]
+) -> None:
+    from pkgmirror.serverinit import PYPI_URL_ENV
+
+    settings = [
+        line.partition("=")[0]
+        for line in ENV_FILE.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert PYPI_URL_ENV in settings
+    assert PYPI_URL_ENV in unit_defaults(unit)
+    # In the plist it is a commented-out example: launchd has no empty-means-unset.
+    assert PYPI_URL_ENV not in plist["EnvironmentVariables"]
+    assert f"<key>{PYPI_URL_ENV}</key>" in PLIST.read_text()
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists: point it at a twistd that does.

@@ -36,6 +36,10 @@ sigint_ignored_at_start = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 def on_signal(signum, frame):
     with open(record, "a") as stream:
         stream.write(signal.Signals(signum).name + "\n")
+    if mode == "reraise":
+        # What twistd does after a stop on a signal: die of that very signal.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     if mode != "ignore":
         os._exit(code)
 
@@ -216,6 +220,25 @@ def test_exit_code_of_the_server_is_the_wrappers(child: Callable[..., Child], co
 
 def test_server_killed_by_a_signal_gives_128_plus_the_signal(child: Callable[..., Child]) -> None:
     assert child(mode="suicide").status() == 128 + signal.SIGKILL
+
+
+def test_server_dying_of_the_forwarded_sigint_is_a_successful_stop(
+    child: Callable[..., Child],
+) -> None:
+    # launchd restarts a job that exits unsuccessfully (KeepAlive/SuccessfulExit false): a
+    # stop it asked for must not look like a crash.
+    running = child(mode="reraise")
+    running.wrapper.send_signal(signal.SIGTERM)
+    assert running.status() == 0
+    assert running.signals() == ["SIGINT"]
+
+
+def test_server_dying_of_sigint_nobody_asked_for_is_a_failure(
+    child: Callable[..., Child],
+) -> None:
+    running = child(mode="reraise")
+    os.kill(running.ready["pid"], signal.SIGINT)
+    assert running.status() == 128 + signal.SIGINT
 
 
 def test_server_killed_from_outside_gives_128_plus_the_signal(
@@ -407,7 +430,7 @@ def plugin_command(plugin: str, tmp_path: Path, port: int) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("plugin", ["web", "pkgmirror"])
-def test_real_twistd_stops_gracefully_and_its_status_is_passed_on(
+def test_real_twistd_stops_gracefully_and_the_stop_is_a_success(
     tmp_path: Path, plugin: str
 ) -> None:
     twistd = twistd_path()
@@ -415,6 +438,8 @@ def test_real_twistd_stops_gracefully_and_its_status_is_passed_on(
     port = free_port()
     direct = [twistd, "-n", "--pidfile=", *plugin_command(plugin, tmp_path, port)]
     expected, _ = stop_with(direct, tmp_path, port, signal.SIGINT)
+    # twistd web dies of the signal after its orderly stop; pkgmirror exits 0.
+    assert expected == (0 if plugin == "pkgmirror" else -signal.SIGINT)
 
     port = free_port()
     command = wrapper_command(
@@ -422,8 +447,30 @@ def test_real_twistd_stops_gracefully_and_its_status_is_passed_on(
     )
     status, output = stop_with(command, tmp_path, port, signal.SIGTERM)
 
-    assert status == (128 - expected if expected < 0 else expected)
+    assert status == 0
     assert "SIGTERM received" in output
-    if plugin == "web":
-        assert "Server Shut Down" in output  # twistd's own last words: a graceful stop
+    assert "Server Shut Down" in output  # twistd's own last words: a graceful stop
+    if plugin == "pkgmirror":
+        assert "SIGINT received: stopping" in output
+        assert "pkgmirror stopped" in output
     assert not (tmp_path / "twistd.pid").exists()
+
+
+@pytest.mark.e2e
+def test_wrapper_passes_on_a_failed_server_start(tmp_path: Path) -> None:
+    # A server directory that is not one: twistd refuses to start, and launchd must see it.
+    (tmp_path / "server").mkdir()
+    (tmp_path / "server" / "foreign").write_text("not ours")
+    port = free_port()
+    result = subprocess.run(
+        wrapper_command(
+            "--", twistd_path(), "-n", "--pidfile=", *plugin_command("pkgmirror", tmp_path, port)
+        ),
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode != 0
+    assert "not a pkgmirror server directory" in result.stdout + result.stderr

@@ -73,25 +73,33 @@ def read_json(request: Request) -> Any:
 
 
 def outside_url(request: Request, server: Server) -> str:
-    """Scheme, host and path prefix clients reach us at, without a trailing slash."""
-    header = request.getHeader(b"x-outside-url")
-    if header:
-        return header.decode("latin-1").rstrip("/")
+    """
+    Scheme, host and path prefix clients reach us at, without a trailing slash. In order: the
+    proxy's ``X-Outside-URL``, ``--outside-url``, ``X-Forwarded-Proto``/``-Host``, the ``Host``
+    header, and last the address the connection came in on.
+    """
+    header = _first(request.getHeader(b"x-outside-url"))
+    if header.startswith(("http://", "https://")):
+        return header.rstrip("/")
     if server.settings.outside_url:
         return server.settings.outside_url.rstrip("/")
-    proto = request.getHeader(b"x-forwarded-proto")
-    scheme = (
-        proto.decode("latin-1").split(",")[0].strip()
-        if proto
-        else ("https" if request.isSecure() else "http")
-    )
-    host_header = request.getHeader(b"x-forwarded-host") or request.getHeader(b"host")
-    if host_header:
-        host = host_header.decode("latin-1").split(",")[0].strip()
-    else:
+    scheme = _first(request.getHeader(b"x-forwarded-proto")).lower()
+    if scheme not in ("http", "https"):
+        scheme = "https" if request.isSecure() else "http"
+    host = _first(request.getHeader(b"x-forwarded-host")) or _first(request.getHeader(b"host"))
+    if not host or any(c in host for c in "/?#@ \\"):
         address = request.getHost()
-        host = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 80)}"
+        name = str(getattr(address, "host", None) or "localhost")
+        port = getattr(address, "port", None)
+        host = (f"[{name}]" if ":" in name else name) + (f":{port}" if port else "")
     return f"{scheme}://{host}"
+
+
+def _first(value: bytes | None) -> str:
+    """The first of a header's comma-separated values (proxies append theirs), stripped."""
+    if not value:
+        return ""
+    return value.decode("latin-1").split(",")[0].strip()
 
 
 def absolute(request: Request, server: Server, path: str) -> str:

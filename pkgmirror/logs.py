@@ -1,0 +1,122 @@
+"""
+The process's log: one event per request (``pkgmirror.access``), and ``--log-format json``,
+which turns every log event, whatever logged it, into one JSON object a line.
+
+Process edge: used by ``tap`` (the runner's log observer) and ``assemble`` (the access log).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, MutableMapping
+from typing import IO, Any
+
+from twisted.logger import ILogObserver, LogEvent, Logger, formatEvent, textFileLogObserver
+from twisted.python import usage
+from twisted.python.logfile import LogFile
+from zope.interface import implementer
+
+access_log = Logger(namespace="pkgmirror.access")
+
+ACCESS_FORMAT = '{client} "{method} {path}" {status} {bytes} {ms:.1f}ms'
+ACCESS_FORMAT_LOST = ACCESS_FORMAT + " (connection lost)"
+
+# Keys twisted.python.log's legacy events carry besides their text; not worth a JSON field.
+_LEGACY_KEYS = frozenset({"message", "system", "isError", "time", "format", "why", "failure"})
+
+
+def log_request(request: Any, took: float, complete: bool) -> None:
+    """One access-log event for ``request``: who, what, the outcome, how big, how long."""
+    client = request.getClientAddress()
+    agent = request.getHeader(b"user-agent")
+    access_log.info(
+        ACCESS_FORMAT if complete else ACCESS_FORMAT_LOST,
+        client=getattr(client, "host", None) or "-",
+        method=request.method.decode("latin-1"),
+        path=request.uri.decode("latin-1", "replace"),
+        status=request.code,
+        bytes=request.sentLength,
+        ms=round(took * 1000, 1),
+        complete=complete,
+        agent=agent.decode("latin-1", "replace") if agent else None,
+    )
+
+
+def _iso(seconds: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        + f".{int(seconds % 1 * 1000):03d}Z"
+    )
+
+
+@implementer(ILogObserver)
+class JSONLinesObserver:
+    """
+    Writes each event as one JSON object on one line: ``time``, ``level``, ``logger``,
+    ``message`` (the text a text log would show), the event's plain fields (an access line's
+    ``client``, ``method``, ``path``, ``status``, ``bytes``, ``ms``...) and, for failures,
+    ``traceback``.
+    """
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def __call__(self, event: LogEvent) -> None:
+        level = event.get("log_level")
+        record: dict[str, Any] = {
+            "time": _iso(event.get("log_time") or time.time()),
+            "level": getattr(level, "name", "info"),
+            "logger": event.get("log_namespace", "-"),
+            "message": formatEvent(event),
+        }
+        for key, value in event.items():
+            if key.startswith("log_") or key in _LEGACY_KEYS or key in record:
+                continue
+            if value is None or isinstance(value, (str, int, float, bool)):
+                record[key] = value
+        failure = event.get("log_failure")
+        if failure is not None:
+            record["traceback"] = failure.getTraceback()
+        self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._out.flush()
+
+
+def use_log_format(
+    runner: MutableMapping[str, Any] | None, log_format: str | None
+) -> Callable[[], JSONLinesObserver] | None:
+    """
+    Makes the runner whose options are ``runner`` (twistd's or twist's; None when there is no
+    runner) log in ``log_format`` ("text", "json", or None for the runner's own choice).
+    twist takes the choice from its options; for twistd, JSON needs the returned factory's
+    observer on the application (``ILogObserver``).
+    """
+    if runner is None or log_format is None:
+        return None
+    if "fileLogObserverFactory" in runner:
+        # twist: it opens --log-file (stdout by default) and hands it to this factory.
+        runner["fileLogObserverFactory"] = (
+            JSONLinesObserver if log_format == "json" else textFileLogObserver
+        )
+        return None
+    if log_format != "json":
+        return None
+    if "logfile" not in runner:
+        return None
+    if runner.get("syslog") or runner.get("logger"):
+        raise usage.UsageError("--log-format json cannot be combined with --syslog or --logger")
+    name = runner.get("logfile") or ""
+    foreground = bool(runner.get("nodaemon") or runner.get("debug"))
+    if name == "-" and not foreground:
+        raise usage.UsageError("a daemon cannot log to stdout: give twistd --logfile FILE")
+
+    # The file twistd itself would log to: stdout in the foreground without --logfile, else
+    # the file (twistd.log by default), rotated at the same size as twistd's text log.
+    def factory() -> JSONLinesObserver:
+        # Called before twistd starts logging and redirects sys.stdout into the log.
+        if name == "-" or (foreground and not name):
+            return JSONLinesObserver(sys.stdout)
+        return JSONLinesObserver(LogFile.fromFullPath(name or "twistd.log"))  # type: ignore[arg-type]
+
+    return factory
