@@ -28,13 +28,24 @@ PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
 _RENDER_CACHE_LIMIT = 20000
 
 
+# Clients send a handful of distinct Accept headers; parsing each one once is enough.
+_CHOICES: dict[tuple[bytes | None, bytes | None], str | None] = {}
+_CHOICES_LIMIT = 1000
+
+
 def _choose(request: Request) -> str:
     accept = request.getHeader(b"accept")
     fmt = request.args.get(b"format", [None])[0] if request.args else None
-    chosen = neg.negotiate(
-        accept.decode("latin-1") if accept else None,
-        fmt.decode("latin-1") if fmt else None,
-    )
+    try:
+        chosen = _CHOICES[accept, fmt]
+    except KeyError:
+        chosen = neg.negotiate(
+            accept.decode("latin-1") if accept else None,
+            fmt.decode("latin-1") if fmt else None,
+        )
+        if len(_CHOICES) >= _CHOICES_LIMIT:
+            _CHOICES.clear()
+        _CHOICES[accept, fmt] = chosen
     if chosen is None:
         raise Refused(
             406,
