@@ -26,6 +26,9 @@ from pkgmirror.upstream import FileStart, Upstream, UpstreamError
 
 log = Logger()
 
+# Remembered file records per mirror; past this many it starts over.
+FILE_RECORDS_LIMIT = 50000
+
 
 class Unavailable(Exception):
     """The upstream is down (or we are offline) and nothing is cached. One-line reason."""
@@ -171,6 +174,8 @@ class Mirror:
     _page_fetches: Coalescer[MirrorPageState] = attrs.field(factory=Coalescer)
     _name_fetches: Coalescer[list[str]] = attrs.field(factory=Coalescer)
     fills: dict[tuple[str, str], FileFill] = attrs.field(factory=dict)
+    # File records by (path_key, filename), so serving a cached file costs no SQL.
+    _file_records: dict[tuple[str, str], MirrorFile] = attrs.field(factory=dict)
     last_used: dict[str, float] = attrs.field(factory=dict)
     stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
 
@@ -295,6 +300,9 @@ class Mirror:
                 if state is None or state.page != page or state.status != "ok":
                     self.generation += 1
                 await self._storage.put_mirror_page(new_state, mirror_files(self.key, page))
+                for old in (state.page if state is not None else None, page):
+                    for link in old.links if old is not None else ():
+                        self.forget_file(path_key_for(link), link.filename)
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
@@ -349,6 +357,22 @@ class Mirror:
         return [name for name, _ in await self._storage.list_mirror_pages(self.key)]
 
     # files
+    async def file_record(self, path_key: str, filename: str) -> MirrorFile | None:
+        """The stored record of a file this mirror lists, None when it lists no such file."""
+        key = (path_key, filename)
+        record = self._file_records.get(key)
+        if record is None:
+            record = await self._storage.get_mirror_file(self.key, path_key, filename)
+            if record is not None:
+                if len(self._file_records) >= FILE_RECORDS_LIMIT:
+                    self._file_records.clear()
+                self._file_records[key] = record
+        return record
+
+    def forget_file(self, path_key: str, filename: str) -> None:
+        """Drop the remembered record after its stored one changed."""
+        self._file_records.pop((path_key, filename), None)
+
     def start_fill(self, record: MirrorFile) -> FileFill:
         """The fill under way for that file, or a new one."""
         key = (record.path_key, record.filename)
@@ -405,6 +429,7 @@ class Mirror:
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when
             )
+            self.forget_file(record.path_key, record.filename)
         except Exception:
             log.failure("storing {url} failed", url=record.url)
 

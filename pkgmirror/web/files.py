@@ -83,7 +83,7 @@ class FilesResource(AsyncResource):
     async def _stage_file(
         self, request: Request, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.app.storage.get_release_file(self.index.key, path_key, filename)
+        record = await self.app.release_file(self.index.key, path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if wants_json(request) and not metadata:
@@ -98,7 +98,7 @@ class FilesResource(AsyncResource):
     async def _mirror_file(
         self, request: Request, mirror: Mirror, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.app.storage.get_mirror_file(self.index.key, path_key, filename)
+        record = await mirror.file_record(path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if metadata:
@@ -161,6 +161,7 @@ class FilesResource(AsyncResource):
         await self.app.storage.set_mirror_file_metadata(
             self.index.key, record.path_key, record.filename, sha
         )
+        mirror.forget_file(record.path_key, record.filename)
         await self._serve_blob(request, sha, _type(True))
         return None
 
