@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -89,6 +89,7 @@ class Server:
     _release_cache: dict[tuple[str, str], list[ReleaseFile]] = attrs.field(factory=dict)
     _order_cache: dict[str, list[IndexConfig]] = attrs.field(factory=dict)
     _page_cache: dict[tuple[str, str], ResolvedPage] = attrs.field(factory=dict)
+    _names_cache: dict[str, tuple[tuple[Any, ...], list[str]]] = attrs.field(factory=dict)
     # Stage file records per index by (path_key, filename), so serving one costs no SQL.
     _file_records: dict[str, dict[tuple[str, str], ReleaseFile]] = attrs.field(factory=dict)
     render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
@@ -119,6 +120,7 @@ class Server:
     def _changed(self) -> None:
         self.generation += 1
         self._order_cache.clear()
+        self._names_cache.clear()
         self._file_records.clear()
 
     def _install_index(self, config: IndexConfig) -> None:
@@ -436,18 +438,42 @@ class Server:
         return resolved
 
     async def project_names(self, key: str) -> list[str]:
-        """Every project the index and its bases list, de-duplicated and sorted."""
-        names: set[str] = set()
+        """Every project the index and its bases list, de-duplicated and sorted (shared)."""
+        return (await self.project_list(key))[1]
+
+    async def project_list(self, key: str) -> tuple[tuple[Any, ...], list[str]]:
+        """
+        ``(version, names)``: the project_names of ``key`` and a value that changes whenever
+        they do. The list is kept and shared (never change it): with a mirror of a million
+        names, a copy per request would cost more than the request.
+        """
+        sources: list[Iterable[str]] = []
+        ready: list[str] | None = None  # a source that is sorted and unique already
+        version: list[Any] = [key, self.generation]
         for config in self.order(key):
             if config.is_mirror:
                 mirror = self.mirrors[config.key]
                 if config.mirror_no_project_list:
-                    names.update(await mirror.cached_projects())
+                    cached = await mirror.cached_projects()
+                    sources.append(cached)
+                    version.append((mirror.generation, len(cached)))
                 else:
-                    names.update(await mirror.project_names())
+                    ready = await mirror.project_names()
+                    sources.append(ready)
+                    version.append((mirror.generation, mirror.names_generation))
             else:
-                names.update(self.stage_projects.get(config.key, ()))
-        return sorted(names)
+                sources.append(self.stage_projects.get(config.key, ()))
+        hit = self._names_cache.get(key)
+        if hit is not None and hit[0] == tuple(version):
+            return hit
+        present = [s for s in sources if s]
+        if len(present) == 1 and present[0] is ready:
+            names = ready
+        else:
+            names = sorted(set().union(*present))
+        result = (tuple(version), names)
+        self._names_cache[key] = result
+        return result
 
     def own_projects(self, key: str) -> list[str]:
         return sorted(self.stage_projects.get(key, ()))

@@ -141,13 +141,8 @@ class SimpleResource(AsyncResource):
 
     async def _list(self, request: Request) -> bytes:
         fmt = _choose(request)
-        names = await self.app.project_names(self.index.key)
-        mirrors = tuple(
-            self.app.mirrors[c.key].generation
-            for c in self.app.order(self.index.key)
-            if c.is_mirror
-        )
-        key = (self.index.key, "+list", self.app.generation, mirrors, len(names))
+        version, names = await self.app.project_list(self.index.key)
+        key = (self.index.key, "+list", *version)
         renderer = render_list_json if fmt == neg.JSON_V1 else render_list_html
         body, etag = _cached_render(self.app, key, fmt, lambda: renderer(names))
         return _answer(request, body, etag, fmt)
