@@ -194,17 +194,18 @@ def apply_keyvalue_list(existing: IndexConfig, items: Iterable[str]) -> dict[str
                 changes[key] = None
                 continue
             raise ConfigError(f"{key} is not a list: use {key}=value")
-        base = list(changes.get(key, current.get(key) or []))
+        if not op:
+            changes[key] = value
+            continue
+        # The list so far: an earlier item of this request may have set it as a string.
+        base = list(parse_list(changes[key] if key in changes else current.get(key)))
         if op == "+":
             changes[key] = [*base, *parse_list(value)]
-        elif op == "-":
-            if value == "":
-                changes[key] = []
-            else:
-                drop = set(parse_list(value))
-                changes[key] = [v for v in base if v not in drop]
+        elif value == "":
+            changes[key] = []
         else:
-            changes[key] = value
+            drop = set(parse_list(value))
+            changes[key] = [v for v in base if v not in drop]
     return changes
 
 

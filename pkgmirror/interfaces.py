@@ -107,6 +107,18 @@ class IStorage(Interface):
         that version has (0: no such version), whether or not they were yanked already.
         """
 
+    def set_stage_yank(
+        index: str, project: str, version: str, reason: str | None
+    ) -> Deferred[None]:
+        """
+        Deferred[None]: a stage yanks (reason "" or text) or un-yanks (None) a release it does
+        not own (one of a mirror or a base), for the pages it and the indexes on it serve.
+        Fails with NotFound when the index does not exist.
+        """
+
+    def list_stage_yanks(index: str) -> Deferred[list[tuple[str, str, str]]]:
+        """Deferred[list[tuple[str, str, str]]]: (project, version, reason) a stage yanks."""
+
     # mirror cache
     def get_mirror_page(index: str, project: str) -> Deferred[MirrorPageState | None]:
         """Deferred[MirrorPageState | None]."""
@@ -145,6 +157,15 @@ class IStorage(Interface):
         """
         Deferred[None]: the core metadata of that file is in the blob store under sha256. Fails
         with NotFound when there is no such file.
+        """
+
+    def uncache_mirror_files(
+        index: str, project: str, filenames: Iterable[str] | None = None
+    ) -> Deferred[list[str]]:
+        """
+        Deferred[list[str]]: forgets the cached bytes and core metadata of a project's mirror
+        files (those named, or all of them; then its cached page too), so they are fetched
+        again when next asked; fires with the sha256 of blobs no longer referenced.
         """
 
     def get_mirror_names(index: str) -> Deferred[tuple[list[str], str | None, float] | None]:

@@ -6,7 +6,6 @@ upstream request per page or file however many clients want it at once.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -213,6 +212,12 @@ class Mirror:
         """The in-memory state, without I/O (None: not loaded or not known)."""
         return self._states.get(project)
 
+    def forget(self, project: str) -> None:
+        """Drops what is remembered of a project's page: the next request asks the upstream."""
+        self._states.pop(project, None)
+        self._served.pop(project, None)
+        self.generation += 1
+
     def served(self, state: MirrorPageState) -> ProjectPage | None:
         if state.page is None:
             return None
@@ -291,7 +296,7 @@ class Mirror:
                 page = parse_project_page(
                     response.body, response.content_type, response.url, project
                 )
-                page = with_first_seen(page, state.page if state is not None else None, time.time())
+                page = with_first_seen(page, state.page if state is not None else None, now)
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -454,7 +459,9 @@ class Mirror:
         try:
             await fill.spool.commit(digest)
             when = record.upload_time or iso_time(
-                start[0].last_modified if start and start[0].last_modified else time.time()
+                start[0].last_modified
+                if start and start[0].last_modified
+                else self._clock.seconds()
             )
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when

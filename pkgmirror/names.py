@@ -15,8 +15,9 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-# PEP 508 / name-normalization spec; \Z (not $) so a trailing newline is refused.
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+# PEP 508 / name-normalization spec; \Z (not $) so a trailing newline is refused, and ASCII
+# because IGNORECASE alone lets [A-Z] match letters that case-fold to ASCII (KELVIN SIGN).
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 _SEPARATORS = re.compile(r"[-_.]+")
 
 # Longest name we accept anywhere; longer ones are refused before they reach storage or an upstream.

@@ -66,10 +66,23 @@ class RefreshService(Service):
         )
 
     def stopService(self) -> Deferred[None] | None:
+        """
+        Stops the loop; refreshes not yet begun are dropped, and the Deferred fires once those
+        under way have finished (each upstream request has its own deadline, so this is bounded).
+        """
         Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        return None
+        if self._running_round is None:
+            return None
+        finished: Deferred[None] = Deferred()
+
+        def done(result: object) -> object:
+            finished.callback(None)
+            return result
+
+        self._running_round.addBoth(done)
+        return finished
 
     def run_once(self) -> Deferred[None]:
         """One round; never fails, so the LoopingCall never dies."""
@@ -77,13 +90,16 @@ class RefreshService(Service):
             # The previous round is still going (a slow upstream): skip, do not pile up.
             return Deferred.fromCoroutine(_noop())
         d = Deferred.fromCoroutine(self._round())
+        d.addErrback(lambda f: log.failure("refresh round failed", f))
+        if d.called:
+            # Nothing was due, or everything answered at once: no round is left running.
+            return d
+        self._running_round = d
 
         def done(result: object) -> None:
             self._running_round = None
 
-        d.addErrback(lambda f: log.failure("refresh round failed", f))
         d.addBoth(done)
-        self._running_round = d
         return d
 
     async def _round(self) -> None:
@@ -99,6 +115,8 @@ class RefreshService(Service):
 
     def _refresh_one(self, mirror: Mirror, project: str) -> Deferred[None]:
         async def go() -> None:
+            if not self.running:
+                return
             try:
                 await mirror.refresh(project)
                 self.refreshed += 1

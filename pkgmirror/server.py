@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -30,7 +30,7 @@ from pkgmirror.interfaces import IBlobStore, IStorage, NotFound
 from pkgmirror.mirror import Mirror, MirrorSettings, NoUpstream, Unavailable
 from pkgmirror.model import IndexConfig, Link, ProjectPage, ReleaseFile, User
 from pkgmirror.names import is_valid_user_or_index_name
-from pkgmirror.stage import Hidden, is_private, merge_pages
+from pkgmirror.stage import Hidden, apply_yanks, is_private, merge_pages
 from pkgmirror.upstream import Upstream
 
 log = Logger()
@@ -95,8 +95,17 @@ class Server:
     render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
         factory=dict
     )
+    # index -> project -> version -> reason: yanks of releases a stage does not own.
+    stage_yanks: dict[str, dict[str, dict[str, str]]] = attrs.field(factory=dict)
+    # (index, filename) of uploads being stored now; and the lock that keeps storing a blob and
+    # deleting an unreferenced one from overlapping.
+    uploads_in_flight: set[tuple[str, str]] = attrs.field(factory=set)
+    blob_lock: DeferredLock = attrs.field(factory=DeferredLock)
     _basic_cache: dict[tuple[str, str], float] = attrs.field(factory=dict)
     _login_failures: dict[str, list[float]] = attrs.field(factory=dict)
+    # For /+status: where the data lives, and the refresh loop (set by the composition root).
+    serverdir: str = ""
+    refresher: Any = None
 
     async def load(self) -> None:
         """Reads users, indexes and stage project names into memory."""
@@ -116,6 +125,10 @@ class Server:
                 self.stage_projects[config.key] = set(
                     await self.storage.list_stage_projects(config.key)
                 )
+                for project, version, reason in await self.storage.list_stage_yanks(config.key):
+                    self.stage_yanks.setdefault(config.key, {}).setdefault(project, {})[version] = (
+                        reason
+                    )
 
     def _changed(self) -> None:
         self.generation += 1
@@ -180,10 +193,10 @@ class Server:
         self._login_failures.setdefault(name, []).append(self.clock.seconds())
 
     def make_token(self, name: str) -> str:
-        return auth.make_token(self.secret, name, time.time(), self.settings.token_ttl)
+        return auth.make_token(self.secret, name, self.clock.seconds(), self.settings.token_ttl)
 
     def check_token(self, token: str) -> auth.TokenCheck:
-        check = auth.check_token(self.secret, token, time.time())
+        check = auth.check_token(self.secret, token, self.clock.seconds())
         if check.user is not None and check.user not in self.users:
             return auth.TokenCheck(None, "user of this token no longer exists")
         return check
@@ -241,9 +254,7 @@ class Server:
         await self._drop_blobs(unreferenced)
         del self.users[name]
         for key in [k for k, c in self.indexes.items() if c.user == name]:
-            self.indexes.pop(key)
-            self.mirrors.pop(key, None)
-            self.stage_projects.pop(key, None)
+            self._forget_index(key)
         self._changed()
 
     # ---------------------------------------------------------------- indexes
@@ -290,10 +301,17 @@ class Server:
             raise Refused(409, f"index {key} is a base of {', '.join(dependants)}")
         unreferenced = await self.storage.delete_index(config.user, config.name)
         await self._drop_blobs(unreferenced)
-        self.indexes.pop(key)
+        self._forget_index(key)
+        self._changed()
+
+    def _forget_index(self, key: str) -> None:
+        self.indexes.pop(key, None)
         self.mirrors.pop(key, None)
         self.stage_projects.pop(key, None)
-        self._changed()
+        self.stage_yanks.pop(key, None)
+        # Else an index created again under the same name would list the old one's files.
+        for cached in [k for k in self._release_cache if k[0] == key]:
+            del self._release_cache[cached]
 
     async def _drop_blobs(self, shas: list[str]) -> None:
         for sha in shas:
@@ -342,6 +360,18 @@ class Server:
             projects.add(project)
         else:
             projects.discard(project)
+        self._changed()
+
+    async def set_stage_yank(
+        self, index: str, project: str, version: str, reason: str | None
+    ) -> None:
+        """Yanks (or un-yanks, None) a release ``index`` does not own, on its pages."""
+        await self.storage.set_stage_yank(index, project, version, reason)
+        versions = self.stage_yanks.setdefault(index, {}).setdefault(project, {})
+        if reason is None:
+            versions.pop(version, None)
+        else:
+            versions[version] = reason
         self._changed()
 
     def stage_page(self, index: str, project: str, files: list[ReleaseFile]) -> ProjectPage | None:
@@ -402,8 +432,9 @@ class Server:
                 sources.append((config, state))
             else:
                 sources.append((config, await self.release_files(config.key, project)))
+        now = self.clock.seconds()
         if order[0].min_release_age:
-            versions.append(int(time.time() // 60))
+            versions.append(int(now // 60))
         page_key = (key, project, *versions)
         hit = self._page_cache.get((key, project))
         if hit is not None and hit.key == page_key:
@@ -416,7 +447,19 @@ class Server:
                 pages.append(self.mirrors[config.key].served(source))
             else:
                 pages.append(self.stage_page(config.key, project, source))
-        merged, hidden = merge_pages(project, order, pages, time.time())
+        merged, hidden = merge_pages(project, order, pages, now)
+        yanks = [self.stage_yanks.get(c.key, {}).get(project) for c in order if not c.is_mirror]
+        merged = apply_yanks(merged, [y for y in yanks if y])
+        if private is not None:
+            hidden.extend(
+                Hidden(
+                    c.key,
+                    f"{project} matches the private_prefixes pattern {private!r}, so "
+                    f"{c.key} is never asked for it",
+                )
+                for c in order
+                if c.is_mirror
+            )
         if not merged.links and all(p is None for p in pages):
             if unavailable is not None:
                 raise Refused(

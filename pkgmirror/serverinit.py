@@ -105,8 +105,11 @@ def init_serverdir(
             url = check_mirror_url(url)
         except ConfigError as e:
             raise InitError(str(e)) from None
-    path.makedirs(ignoreExistingDirectory=True)
-    path.child(BLOBS).makedirs(ignoreExistingDirectory=True)
+    try:
+        path.makedirs(ignoreExistingDirectory=True)
+        path.child(BLOBS).makedirs(ignoreExistingDirectory=True)
+    except OSError as e:
+        raise InitError(f"cannot create serverdir {path.path}: {e.strerror}") from None
     db = _result(SQLiteStorage.open(path.child(DATABASE), runner=run_synchronously))
     try:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -5,13 +5,13 @@ How a stage index merges its bases: pure functions over pages already fetched.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
 from pkgmirror.config import parse_duration
 from pkgmirror.model import IndexConfig, Link, ProjectPage, parse_iso_time
-from pkgmirror.names import normalize
+from pkgmirror.names import normalize, parse_dist_filename
 
 
 @attrs.frozen
@@ -43,21 +43,29 @@ def mirror_allowed(
 ) -> bool:
     """
     devpi's shadowing rule: when a stage in the order has the project itself, mirror releases
-    are left out unless whitelisted. With ``union`` one stage's whitelist is enough; with
-    ``intersection`` (the default for new indexes) the stage asked for and every stage that has
-    the project must all whitelist it.
+    are left out unless whitelisted.
+
+    As devpi walks the stages in order it folds their ``mirror_whitelist`` together with the
+    first stage's ``mirror_whitelist_inheritance``, and the project counts as whitelisted once
+    the folded list names it (or ``*``). So with ``union`` a whitelist on any stage in the order
+    is enough; with ``intersection`` (the default for new indexes) the folded list can only
+    shrink and only the first stage's own list counts.
     """
     if not stages_with_project or not order:
         return True
-
-    def listed(config: IndexConfig) -> bool:
-        return project in config.mirror_whitelist or "*" in config.mirror_whitelist
-
-    stages = [c for c in order if not c.is_mirror]
-    if order[0].mirror_whitelist_inheritance == "union":
-        return any(listed(c) for c in stages)
-    judges = [order[0], *(c for c in stages if c.key in stages_with_project)]
-    return all(listed(c) for c in judges)
+    merge_union = order[0].mirror_whitelist_inheritance == "union"
+    folded: set[str] | None = None
+    for config in order:
+        if config.is_mirror:
+            continue
+        own = set(config.mirror_whitelist)
+        if folded is None:
+            folded = own
+        else:
+            folded = folded | own if merge_union else folded & own
+        if "*" in folded or project in folded:
+            return True
+    return False
 
 
 def release_cutoff(config: IndexConfig, project: str, now: float) -> float | None:
@@ -126,3 +134,23 @@ def merge_pages(
         status_reason=status_reason,
     )
     return merged, hidden
+
+
+def apply_yanks(page: ProjectPage, yanks: Sequence[Mapping[str, str]]) -> ProjectPage:
+    """
+    The page with releases yanked by stages (version -> reason, the first stage's reason wins)
+    marked yanked, unless their own index yanked them already.
+    """
+    wanted: dict[str, str] = {}
+    for versions in yanks:
+        for version, reason in versions.items():
+            wanted.setdefault(version, reason)
+    if not wanted:
+        return page
+    links = []
+    for link in page.links:
+        parsed = parse_dist_filename(link.filename) if link.yanked is None else None
+        if parsed is not None and parsed[1] in wanted:
+            link = attrs.evolve(link, yanked=wanted[parsed[1]])
+        links.append(link)
+    return attrs.evolve(page, links=links)

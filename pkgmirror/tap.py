@@ -45,6 +45,12 @@ class Options(usage.Options):
         ["shutdown-timeout", None, "10", "Seconds in-flight responses get to finish on stop."],
         ["refresh-interval", None, "60", "Seconds between refresh rounds of volatile mirrors."],
         ["log-format", None, "text", "Request log format: text or json."],
+        [
+            "max-upload-size",
+            None,
+            "1G",
+            "Largest file an upload may carry (bytes, or with K, M, G); larger ones get 413.",
+        ],
     ]
     optFlags = [
         ["offline-mode", None, "Never contact upstreams; serve what is cached."],
@@ -63,6 +69,14 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
+        # twistd prints its whole usage text before a UsageError; a wrong value or an unusable
+        # serverdir deserves just the one line that says what is wrong.
+        try:
+            self._check()
+        except usage.UsageError as e:
+            raise SystemExit(f"pkgmirror: {e}") from None
+
+    def _check(self) -> None:
         for key in (
             "mirror-cache-expiry",
             "request-timeout",
@@ -76,6 +90,7 @@ class Options(usage.Options):
             if value < 0:
                 raise usage.UsageError(f"--{key} must not be negative")
             self[key] = value
+        self["max-upload-size"] = parse_size("--max-upload-size", self["max-upload-size"])
         try:
             port = int(self["port"])
         except ValueError:
@@ -99,6 +114,20 @@ class Options(usage.Options):
         except InitError as e:
             raise usage.UsageError(str(e)) from None
         self["serverdir"] = serverdir
+
+
+def parse_size(option: str, value: str) -> int:
+    """Bytes from ``1048576``, ``512K``, ``100M``, ``1G`` (powers of 1024)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(text[-1:], 1)
+    number = text[:-1] if scale != 1 else text
+    try:
+        size = int(float(number) * scale)
+    except ValueError:
+        raise usage.UsageError(f"{option} must be a size like 1G or 500M, not {value!r}") from None
+    if size <= 0:
+        raise usage.UsageError(f"{option} must be positive")
+    return size
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -159,7 +188,10 @@ class PkgmirrorService(service.MultiService):
 
         opts = self.options
         self.server, self.http_pool = await build_server(self.reactor, opts)
-        site = build_site(self.server, opts["log-format"])
+        from pkgmirror.serverinit import BLOBS
+
+        body_dir = opts["serverdir"].child(BLOBS).child("tmp").path
+        site = build_site(self.server, opts["log-format"], body_dir)
         for description in opts["listen"]:
             endpoint = serverFromString(self.reactor, description)
             port = await endpoint.listen(site)
@@ -194,6 +226,7 @@ class PkgmirrorService(service.MultiService):
             interval=max(1.0, opts["refresh-interval"]),
         )
         refresher.setServiceParent(self)
+        self.server.refresher = refresher
 
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())

@@ -15,7 +15,7 @@ import attrs
 import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
@@ -82,6 +82,18 @@ def _header(response: Any, name: bytes) -> str | None:
     return values[0].decode("latin-1") if values else None
 
 
+def _length(response: Any) -> int | None:
+    """
+    The declared body length. Twisted's Agent takes Content-Length out of the headers (it is a
+    connection-control header) and gives it as ``response.length``.
+    """
+    length = getattr(response, "length", None)
+    if isinstance(length, int) and length >= 0:
+        return length
+    header = _header(response, b"content-length")
+    return int(header) if header is not None and header.isdigit() else None
+
+
 def _describe(failure_value: BaseException) -> str:
     if isinstance(failure_value, ConnectError | DNSLookupError):
         return f"connection failed: {failure_value.__class__.__name__}"
@@ -120,20 +132,29 @@ class Upstream:
             headers["Authorization"] = self._auth
         return headers
 
-    def _deadline(self, d: Deferred[Any], seconds: float) -> IDelayedCall:
-        return self._clock.callLater(seconds, d.cancel)
-
     async def fetch_page(self, url: str, etag: str | None = None) -> PageResponse:
         """A project page or the name list; fails with UpstreamError."""
         extra = {"Accept": ACCEPT_PAGE}
         if etag:
             extra["If-None-Match"] = etag
+        expired: list[bool] = []
         d: Deferred[Any] = Deferred.fromCoroutine(self._fetch_page(url, extra))
-        timer = self._deadline(d, self.timeout)
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
         try:
             return await d
-        except CancelledError:
-            raise UpstreamTimeout(f"no answer from upstream within {self.timeout:g} s") from None
+        except (CancelledError, UpstreamError):
+            # Cancelling a request that is under way makes the Agent fail with "connection
+            # lost" rather than CancelledError: what counts is that the deadline passed.
+            if expired:
+                raise UpstreamTimeout(
+                    f"no answer from upstream within {self.timeout:g} s"
+                ) from None
+            raise
         finally:
             if timer.active():
                 timer.cancel()
@@ -162,15 +183,27 @@ class Upstream:
         if code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {code}")
-        length = _header(response, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_PAGE_BYTES:
-            raise UpstreamError("upstream page too large")
+        length = _length(response)
+        declared_too_large = length is not None and length > MAX_PAGE_BYTES
+        chunks: list[bytes] = []
+        received = 0
+
+        def gather(data: bytes) -> None:
+            # Raising here makes treq drop the connection: a page declared too large is
+            # refused at its first bytes, one without Content-Length once it grows too large.
+            nonlocal received
+            received += len(data)
+            if declared_too_large or received > MAX_PAGE_BYTES:
+                raise UpstreamError("upstream page too large")
+            chunks.append(data)
+
         try:
-            body = await treq.content(response)
-        except CancelledError:
+            await treq.collect(response, gather)
+        except (CancelledError, UpstreamError):
             raise
         except Exception as e:
             raise UpstreamError(_describe(e)) from e
+        body = b"".join(chunks)
         serial = _header(response, b"x-pypi-last-serial")
         return PageResponse(
             "ok",
@@ -193,11 +226,11 @@ class Upstream:
         taking longer than ``timeout`` or no bytes arriving for ``idle_timeout`` seconds.
         """
         state: dict[str, Any] = {"timer": None}
-        d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
+        running: list[Deferred[None]] = []
 
         def expire() -> None:
             state["expired"] = True
-            d.cancel()
+            running[0].cancel()
 
         def kick(delay: float) -> None:
             timer = state["timer"]
@@ -206,11 +239,15 @@ class Upstream:
             else:
                 state["timer"] = self._clock.callLater(delay, expire)
 
+        # Armed before the download starts: an answer that is already there (a connection
+        # pool, an in-memory agent) runs the coroutine up to its first kick synchronously.
         state["kick"] = kick
         kick(self.timeout)
+        d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
+        running.append(d)
         try:
             await d
-        except CancelledError:
+        except (CancelledError, UpstreamError):
             if state.get("expired"):
                 raise UpstreamTimeout("upstream stopped sending the file") from None
             raise
@@ -238,7 +275,7 @@ class Upstream:
         if response.code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} for the file")
-        length = _header(response, b"content-length")
+        length = _length(response)
         modified = _header(response, b"last-modified")
         when = None
         if modified:
@@ -246,7 +283,7 @@ class Upstream:
                 when = parsedate_to_datetime(modified).timestamp()
             except (TypeError, ValueError):
                 when = None
-        on_start(FileStart(int(length) if length and length.isdigit() else None, when))
+        on_start(FileStart(length, when))
         state["kick"](self.idle_timeout)
 
         def chunk(data: bytes) -> None:

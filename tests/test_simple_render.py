@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
@@ -356,16 +355,7 @@ def test_pip_reads_our_pages(render: object) -> None:
 # -- speed -----------------------------------------------------------------------------------
 
 
-def _best_of(runs: int, work: object) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()  # type: ignore[operator]
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def test_big_project_page_renders_fast() -> None:
+def test_big_project_page_renders_every_file() -> None:
     files = [
         Link(
             filename=f"foo_bar-1.{v}-cp3{k}-cp3{k}-manylinux_2_17_x86_64.whl",
@@ -380,17 +370,17 @@ def test_big_project_page_renders_fast() -> None:
         for k in range(5)
     ]
     page = ProjectPage(name="foo-bar", links=files)
-    # The target is well under 50 ms on an idle machine; the bound leaves room for a busy one.
-    assert _best_of(3, lambda: render_project_html(page)) < 0.1
-    assert _best_of(3, lambda: render_project_json(page)) < 0.1
+    # Its speed is measured by bench/ (2,000 versions is the size of the biggest real projects).
+    assert render_project_html(page).count(b"<a ") == 10_000
+    document = json.loads(render_project_json(page))
+    assert len(document["files"]) == 10_000
+    assert len(document["versions"]) == 2000
 
 
 def test_list_of_a_million_names_renders() -> None:
     names = [f"Project_{i}" for i in range(1_000_000)]
-    start = time.perf_counter()
     html_body = render_list_html(names)
     json_body = render_list_json(names)
-    assert time.perf_counter() - start < 10.0
     assert html_body.count(b"<br>") == 1_000_000
     assert b'<a href="project-999999/">Project_999999</a><br>' in html_body
     assert json_body.count(b'{"name":') == 1_000_000

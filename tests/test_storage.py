@@ -441,6 +441,24 @@ class IStorageTestsMixin:
         assert {rf.yanked for rf in result(stage.list_release_files("alice/dev"))} == {None, ""}
         assert result(stage.set_yanked("alice/dev", "foo-bar", "3.0", "x")) == 0
 
+    def test_stage_yanks(self, stage: IStorage) -> None:
+        assert result(stage.list_stage_yanks("alice/dev")) == []
+        result(stage.set_stage_yank("alice/dev", "Foo.Bar", "1.0", "broken"))
+        result(stage.set_stage_yank("alice/dev", "foo-bar", "2.0", ""))
+        result(stage.set_stage_yank("alice/dev", "foo-bar", "1.0", "really broken"))
+        result(stage.set_stage_yank("bob/prod", "foo-bar", "1.0", "other stage"))
+        assert result(stage.list_stage_yanks("alice/dev")) == [
+            ("foo-bar", "1.0", "really broken"),
+            ("foo-bar", "2.0", ""),
+        ]
+        result(stage.set_stage_yank("alice/dev", "foo-bar", "1.0", None))
+        result(stage.set_stage_yank("alice/dev", "foo-bar", "9.0", None))
+        assert result(stage.list_stage_yanks("alice/dev")) == [("foo-bar", "2.0", "")]
+        failure_of(stage.set_stage_yank("nobody/x", "foo", "1.0", ""), NotFound)
+        result(stage.delete_index("bob", "prod"))
+        result(stage.put_index(index_config("bob", "prod")))
+        assert result(stage.list_stage_yanks("bob/prod")) == [], "yanks go with their index"
+
     # mirror cache
 
     def test_mirror_page_roundtrip(self, mirror: IStorage) -> None:
@@ -484,6 +502,33 @@ class IStorageTestsMixin:
         assert result(mirror.list_mirror_pages("root/pypi")) == [("bar", 20.0), ("foo", 30.0)]
         failure_of(mirror.touch_mirror_page("root/pypi", "baz", 30.0), NotFound)
         assert result(mirror.list_mirror_pages("root/other")) == []
+
+    def test_uncache_mirror_files(self, mirror: IStorage) -> None:
+        whl = mirror_file(filename="foo-1.0-py3-none-any.whl")
+        sdist = mirror_file(filename="foo-1.0.tar.gz")
+        other = mirror_file(filename="foo-2.0.tar.gz")
+        files = [whl, sdist, other]
+        result(mirror.put_mirror_page(page_state(files), files))
+        for f, content in ((whl, b"w"), (sdist, b"shared"), (other, b"shared")):
+            result(
+                mirror.set_mirror_file_cached(
+                    "root/pypi", f.path_key, f.filename, sha(content), 1, "t"
+                )
+            )
+        result(mirror.set_mirror_file_metadata("root/pypi", whl.path_key, whl.filename, sha(b"m")))
+
+        # The bytes of the shared blob are still used by foo-2.0.tar.gz.
+        dropped = result(
+            mirror.uncache_mirror_files("root/pypi", "foo", [whl.filename, sdist.filename])
+        )
+        assert sorted(dropped) == sorted([sha(b"w"), sha(b"m")])
+        kept = result(mirror.get_mirror_file("root/pypi", whl.path_key, whl.filename))
+        assert kept is not None and kept.cached_sha256 is None and kept.metadata_sha256 is None
+        assert result(mirror.get_mirror_page("root/pypi", "foo")) is not None
+
+        assert result(mirror.uncache_mirror_files("root/pypi", "foo")) == [sha(b"shared")]
+        assert result(mirror.get_mirror_page("root/pypi", "foo")) is None
+        assert result(mirror.uncache_mirror_files("root/pypi", "nothing")) == []
 
     def test_mirror_file_upsert_keeps_cached_state(self, mirror: IStorage) -> None:
         f = mirror_file(size=None, upload_time="2020-01-01T00:00:00.000000Z")

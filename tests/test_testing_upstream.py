@@ -104,16 +104,13 @@ def pip_install(
 # Start-up and process handling
 
 
-def test_starts_quickly_and_stops(root: Path) -> None:
-    started = time.monotonic()
+def test_starts_and_stops(root: Path) -> None:
     up = UpstreamProcess.start(root, "html")
-    elapsed = time.monotonic() - started
     try:
         assert request(up, "/simple/").status == 200
         wait_for_port(up.host, up.port, timeout=1)
     finally:
         up.stop()
-    assert elapsed < 1.0  # typically well under 0.2 s
     assert up.process.poll() is not None
     up.stop()  # a second stop is harmless
 

@@ -121,7 +121,18 @@ CREATE TABLE mirror_names (
 );
 """
 
-MIGRATIONS: list[str] = [_SCHEMA_1]
+# Yanks a stage puts on releases it does not own (from mirrors or bases).
+_SCHEMA_2 = """
+CREATE TABLE stage_yanks (
+    idx TEXT NOT NULL REFERENCES indexes (key) ON DELETE CASCADE,
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (idx, project, version)
+);
+"""
+
+MIGRATIONS: list[str] = [_SCHEMA_1, _SCHEMA_2]
 """
 SQL scripts; script ``n`` (counting from 1) takes the schema from version ``n - 1`` to ``n``.
 Append only: never edit a script that has shipped.
@@ -427,6 +438,58 @@ def _set_yanked(
     return cursor.rowcount
 
 
+def _set_stage_yank(
+    conn: sqlite3.Connection, index: str, project: str, version: str, reason: str | None
+) -> None:
+    _require_index(conn, index)
+    if reason is None:
+        conn.execute(
+            "DELETE FROM stage_yanks WHERE idx = ? AND project = ? AND version = ?",
+            (index, normalize(project), version),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO stage_yanks (idx, project, version, reason) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (idx, project, version) DO UPDATE SET reason = excluded.reason",
+            (index, normalize(project), version, reason),
+        )
+
+
+def _list_stage_yanks(conn: sqlite3.Connection, index: str) -> list[tuple[str, str, str]]:
+    return [
+        (p, v, r)
+        for p, v, r in conn.execute(
+            "SELECT project, version, reason FROM stage_yanks WHERE idx = ? "
+            "ORDER BY project, version",
+            (index,),
+        )
+    ]
+
+
+def _uncache_mirror_files(
+    conn: sqlite3.Connection, index: str, project: str, filenames: Sequence[str] | None
+) -> list[str]:
+    where = "idx = ? AND project = ?"
+    params: tuple[str, ...] = (index, project)
+    if filenames is not None:
+        if not filenames:
+            return []
+        where += f" AND filename IN ({', '.join('?' * len(filenames))})"
+        params += tuple(filenames)
+    candidates: set[str] = set()
+    for a, b in conn.execute(
+        f"SELECT cached_sha256, metadata_sha256 FROM mirror_files WHERE {where}", params
+    ):
+        candidates.update(x for x in (a, b) if x is not None)
+    conn.execute(
+        f"UPDATE mirror_files SET cached_sha256 = NULL, metadata_sha256 = NULL WHERE {where}",
+        params,
+    )
+    if filenames is None:
+        conn.execute("DELETE FROM mirror_pages WHERE idx = ? AND project = ?", (index, project))
+    return _unreferenced(conn, candidates)
+
+
 def _get_mirror_page(conn: sqlite3.Connection, index: str, project: str) -> MirrorPageState | None:
     row = conn.execute(
         "SELECT status, fetched_at, page, etag, serial FROM mirror_pages "
@@ -696,6 +759,20 @@ class SQLiteStorage:
         self, index: str, project: str, version: str, reason: str | None
     ) -> Deferred[int]:
         return self._write(_set_yanked, index, project, version, reason)
+
+    def set_stage_yank(
+        self, index: str, project: str, version: str, reason: str | None
+    ) -> Deferred[None]:
+        return self._write(_set_stage_yank, index, project, version, reason)
+
+    def list_stage_yanks(self, index: str) -> Deferred[list[tuple[str, str, str]]]:
+        return self._read(_list_stage_yanks, index)
+
+    def uncache_mirror_files(
+        self, index: str, project: str, filenames: Iterable[str] | None = None
+    ) -> Deferred[list[str]]:
+        names = None if filenames is None else tuple(filenames)
+        return self._write(_uncache_mirror_files, index, project, names)
 
     def get_mirror_page(self, index: str, project: str) -> Deferred[MirrorPageState | None]:
         return self._read(_get_mirror_page, index, project)

@@ -97,6 +97,7 @@ class MemoryStorage:
     _pages: dict[tuple[str, str], MirrorPageState] = attrs.field(factory=dict)
     _mirror_files: dict[tuple[str, str, str], MirrorFile] = attrs.field(factory=dict)
     _names: dict[str, tuple[tuple[str, ...], str | None, float]] = attrs.field(factory=dict)
+    _yanks: dict[tuple[str, str, str], str] = attrs.field(factory=dict)
     _closed: bool = False
 
     def _check(self) -> None:
@@ -119,6 +120,7 @@ class MemoryStorage:
         self._mirror_files = {k: v for k, v in self._mirror_files.items() if k[0] not in keys}
         for key in keys:
             self._names.pop(key, None)
+        self._yanks = {k: v for k, v in self._yanks.items() if k[0] not in keys}
         return _unreferenced_after(candidates, self._release.values(), self._mirror_files.values())
 
     # settings
@@ -245,6 +247,21 @@ class MemoryStorage:
             self._release[k] = attrs.evolve(self._release[k], yanked=reason)
         return len(keys)
 
+    @_deferred
+    def set_stage_yank(self, index: str, project: str, version: str, reason: str | None) -> None:
+        self._check()
+        self._require_index(index)
+        key = (index, normalize(project), version)
+        if reason is None:
+            self._yanks.pop(key, None)
+        else:
+            self._yanks[key] = reason
+
+    @_deferred
+    def list_stage_yanks(self, index: str) -> list[tuple[str, str, str]]:
+        self._check()
+        return sorted((p, v, r) for (i, p, v), r in self._yanks.items() if i == index)
+
     # mirror cache
     @_deferred
     def get_mirror_page(self, index: str, project: str) -> MirrorPageState | None:
@@ -307,6 +324,24 @@ class MemoryStorage:
         if old is None:
             raise NotFound(f"no mirror file {path_key}/{filename} in {index}")
         self._mirror_files[key] = attrs.evolve(old, metadata_sha256=sha256)
+
+    @_deferred
+    def uncache_mirror_files(
+        self, index: str, project: str, filenames: Iterable[str] | None = None
+    ) -> list[str]:
+        self._check()
+        wanted = None if filenames is None else set(filenames)
+        candidates: set[str | None] = set()
+        for key, mf in list(self._mirror_files.items()):
+            if key[0] != index or mf.project != project:
+                continue
+            if wanted is not None and mf.filename not in wanted:
+                continue
+            candidates.update((mf.cached_sha256, mf.metadata_sha256))
+            self._mirror_files[key] = attrs.evolve(mf, cached_sha256=None, metadata_sha256=None)
+        if wanted is None:
+            self._pages.pop((index, project), None)
+        return _unreferenced_after(candidates, self._release.values(), self._mirror_files.values())
 
     @_deferred
     def get_mirror_names(self, index: str) -> tuple[list[str], str | None, float] | None:

@@ -4,7 +4,6 @@ devpi's JSON management API: users, indexes, login, ``+api``, project and versio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from twisted.web.resource import Resource
@@ -20,12 +19,15 @@ from pkgmirror.names import (
     version_sort_key,
 )
 from pkgmirror.server import Refused, Server
+from pkgmirror.web import pages
+from pkgmirror.web.upload import delete_release, yank_release
 from pkgmirror.web.util import (
     AsyncResource,
     absolute,
     authenticated_user,
     envelope,
     read_json,
+    wants_json,
 )
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
@@ -127,6 +129,8 @@ class RootListResource(AsyncResource):
     """``GET /``: every user with their indexes."""
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.home(request, self.app)
         return envelope(
             request,
             "list:userconfig",
@@ -155,6 +159,8 @@ class UserResource(AsyncResource):
         return user
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.user(request, self.app, self._user())
         return envelope(request, "userconfig", user_json(self.app, self._user()))
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -220,6 +226,8 @@ class IndexResource(AsyncResource):
         return envelope(request, "indexconfig", result)
 
     async def handle_GET(self, request: Request) -> bytes:
+        if not wants_json(request):
+            return await pages.index(request, self.app, self._config())
         return await self._json(request, self._config())
 
     async def handle_PUT(self, request: Request) -> bytes:
@@ -287,9 +295,13 @@ class ProjectResource(AsyncResource):
             raise Refused(404, "no such project")
         return normalize(parts[0]), parts[1] if len(parts) == 2 else None
 
-    async def _versions(self, request: Request, project: str) -> dict[str, dict[str, Any]]:
+    async def _versions(
+        self, request: Request, project: str
+    ) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+        """The versions, and what the merged page leaves out, and why (for people)."""
         ignore_bases = b"ignore_bases" in (request.args or {})
         versions: dict[str, dict[str, Any]] = {}
+        hidden: list[dict[str, str]] = []
         if ignore_bases and not self.index.is_mirror:
             files = await self.app.release_files(self.index.key, project)
             for f in files:
@@ -301,6 +313,7 @@ class ProjectResource(AsyncResource):
         else:
             resolved = await self.app.project_page(self.index.key, project)
             links = resolved.page.links
+            hidden = [{"index": h.index, "reason": h.reason} for h in resolved.hidden]
             for config in self.app.order(self.index.key):
                 if not config.is_mirror:
                     for f in await self.app.release_files(config.key, project):
@@ -316,44 +329,25 @@ class ProjectResource(AsyncResource):
             entry.setdefault("+links", []).append(
                 link_json(request, self.app, self.index.key, link)
             )
-        return dict(sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True))
+        ordered = sorted(versions.items(), key=lambda kv: version_sort_key(kv[0]), reverse=True)
+        return dict(ordered), hidden
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
-        versions = await self._versions(request, project)
+        if not wants_json(request):
+            return await pages.project(request, self.app, self.index, project, version)
+        versions, hidden = await self._versions(request, project)
         if version is None:
-            return envelope(request, "projectconfig", versions)
+            # Outside "result", where devpi-client expects only versions.
+            return envelope(request, "projectconfig", versions, hidden=hidden)
         if version not in versions:
             raise Refused(404, f"version {version} of {project} not found on {self.index.key}")
         return envelope(request, "versiondata", versions[version])
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        await require_owner(request, self.app, self.index.user, f"delete from {self.index.key}")
-        if self.index.is_mirror:
-            raise Refused(405, "deleting from a mirror is not supported yet")
-        if not self.index.volatile:
-            what = f"version {version}" if version else "project"
-            raise Refused(403, f"cannot delete {what} on non-volatile index {self.index.key}")
-        try:
-            unreferenced = await self.app.storage.delete_release_files(
-                self.index.key, project, version
-            )
-        except Exception as e:
-            if e.__class__.__name__ == "NotFound":
-                raise Refused(
-                    404, f"{project} {version or ''} not found on {self.index.key}"
-                ) from None
-            raise
-        remaining = await self.app.storage.list_release_files(self.index.key, project)
-        self.app.release_files_changed(self.index.key, project, bool(remaining))
-        for sha in unreferenced:
-            await self.app.blobs.delete(sha)
-        what = f"version {version!r}" if version else ""
-        return envelope(
-            request,
-            "actionlog",
-            [],
-            message=f"project {project} {what} deleted".replace("  ", " "),
-            when=time.time(),
-        )
+        return await delete_release(request, self.app, self.index, project, version)
+
+    async def handle_PATCH(self, request: Request) -> bytes:
+        project, version = self._path(request)
+        return await yank_release(request, self.app, self.index, project, version)

@@ -2,10 +2,12 @@
 The URL space, assembled here and nowhere else::
 
     /                       users and their indexes          (api.RootListResource)
-    /+api /+login /+status /+health/live /+health/ready
+    /+api /+login /+status /+health/live /+health/ready /+search?q=
     /USER                   user config                       (api.UserResource)
-    /USER/INDEX             index config, uploads (POST .../) (api.IndexResource)
+    /USER/INDEX             index config                      (api.IndexResource)
+    /USER/INDEX/            uploads (POST)                    (upload.UploadResource)
     /USER/INDEX/+api
+    /USER/INDEX/+search?q=  project search over the index and its bases (pages.SearchResource)
     /USER/INDEX/+simple/... simple pages                      (simple.SimpleResource)
     /USER/INDEX/+f/...      files                             (files.FilesResource)
     /USER/INDEX/PROJECT[/VERSION]                             (api.ProjectResource)
@@ -22,14 +24,14 @@ from pkgmirror.names import is_safe_path_segment, is_valid_user_or_index_name
 from pkgmirror.server import Server
 from pkgmirror.web import api
 from pkgmirror.web.files import FilesResource
+from pkgmirror.web.pages import SearchResource, XmlRpcResource, is_xmlrpc
 from pkgmirror.web.simple import SimpleResource
 from pkgmirror.web.status import HealthResource, StatusResource
+from pkgmirror.web.upload import UploadResource
 from pkgmirror.web.util import ErrorResource, RedirectResource
 
-# Extra children of an index, by path segment (uploads and web pages plug in here).
+# Extra children of an index, by path segment (web pages plug in here).
 INDEX_EXTRAS: dict[bytes, Any] = {}
-# The handler of POST /USER/INDEX/ (the legacy upload API), set by the uploads module.
-UPLOAD_HANDLER: list[Any] = []
 
 
 class Root(Resource):
@@ -40,6 +42,7 @@ class Root(Resource):
         self.putChild(b"+login", api.LoginResource(server))
         self.putChild(b"+status", StatusResource(server))
         self.putChild(b"+health", HealthResource(server))
+        self.putChild(b"+search", SearchResource(server))
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
@@ -62,10 +65,11 @@ class IndexSlash(Resource):
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
-        if request.method == b"POST" and UPLOAD_HANDLER:
-            return UPLOAD_HANDLER[0](self.app, self.user, self.name).render(request)
+        if is_xmlrpc(request):
+            # pip search posts XML-RPC here (an upload is multipart/form-data).
+            return XmlRpcResource(self.app, f"{self.user}/{self.name}").render(request)
         if request.method == b"POST":
-            return ErrorResource(self.app, 501, "uploads are not supported yet").render(request)
+            return UploadResource(self.app, self.user, self.name).render(request)
         return RedirectResource(self.app, f"{self.user}/{self.name}").render(request)
 
 
@@ -80,6 +84,10 @@ def index_child(server: Server, user: str, path: bytes, request: Request) -> Res
 
 
 class _IndexNode(api.IndexResource):
+    async def handle_POST(self, request: Request) -> bytes:
+        # Uploads to the index URL without its slash too: a redirect would stop twine.
+        return await UploadResource(self.app, self.user, self.name).upload(request)
+
     def getChild(self, path: bytes, request: Request) -> Resource:
         config = self.app.indexes.get(self.key)
         if path == b"":
@@ -92,6 +100,8 @@ class _IndexNode(api.IndexResource):
             return FilesResource(self.app, config)
         if path == b"+api":
             return api.ApiResource(self.app, config)
+        if path == b"+search":
+            return SearchResource(self.app, config)
         extra = INDEX_EXTRAS.get(path)
         if extra is not None:
             return extra(self.app, config)

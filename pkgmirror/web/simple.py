@@ -21,6 +21,7 @@ from pkgmirror.simple.render import (
     render_project_html,
     render_project_json,
 )
+from pkgmirror.stage import is_private
 from pkgmirror.web.util import AsyncResource, absolute
 
 # Cached pages must be revalidated on every use (a cheap 304) so uploads and yanks show at once.
@@ -116,7 +117,9 @@ class SimpleResource(AsyncResource):
         path = [p.decode("utf-8", "replace") for p in request.postpath or []]
         if len(path) == 2 and path[1] == "refresh" and is_valid_project_name(path[0]):
             project = normalize(path[0])
-            for config in self.app.order(self.index.key):
+            order = self.app.order(self.index.key)
+            # A private name is never sent to an upstream, not even to refresh it.
+            for config in order if is_private(order, project) is None else ():
                 mirror = self.app.mirrors.get(config.key)
                 if mirror is not None:
                     try:

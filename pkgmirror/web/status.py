@@ -11,33 +11,55 @@ from twisted.web.server import Request
 
 from pkgmirror import __version__
 from pkgmirror.server import Refused
-from pkgmirror.web.util import AsyncResource, envelope, json_body
+from pkgmirror.web import pages
+from pkgmirror.web.util import AsyncResource, envelope, json_body, wants_json
+
+
+def _ratio(hits: int, misses: int) -> float | None:
+    return round(hits / (hits + misses), 4) if hits + misses else None
 
 
 class StatusResource(AsyncResource):
     async def handle_GET(self, request: Request) -> bytes:
         server = self.app
         mirrors: dict[str, Any] = {}
+        hits = fetches = 0
         for key, mirror in server.mirrors.items():
+            stats = mirror.stats
+            hits += stats.get("hits", 0)
+            fetches += stats.get("upstream_requests", 0)
             mirrors[key] = {
                 "mirror_url": mirror.upstream_url,
                 "upstream": mirror.health.as_json(),
-                **mirror.stats,
+                **stats,
+                "hit_ratio": _ratio(stats.get("hits", 0), stats.get("upstream_requests", 0)),
             }
-        return envelope(
-            request,
-            "status",
-            {
-                "version": __version__,
-                "uuid": server.uuid,
-                "uptime": round(time.time() - server.started, 1),
-                "serial": server.generation,
-                "offline": server.settings.mirror.offline,
-                "mirrors": mirrors,
-                "indexes": len(server.indexes),
-                "users": len(server.users),
+        refresher = server.refresher
+        data = {
+            "version": __version__,
+            "uuid": server.uuid,
+            "uptime": round(time.time() - server.started, 1),
+            "serverdir": server.serverdir,
+            "serial": server.generation,
+            "offline": server.settings.mirror.offline,
+            "mirrors": mirrors,
+            "indexes": len(server.indexes),
+            "users": len(server.users),
+            # Hits: pages and files served from the cache; fetches: upstream requests.
+            "cache": {**(await pages.cache_size(server) or {}), "hit_ratio": _ratio(hits, fetches)},
+            "refresh": None
+            if refresher is None
+            else {
+                "running": bool(refresher.running),
+                "interval": refresher.interval,
+                "rounds": refresher.rounds,
+                "refreshed": refresher.refreshed,
+                "failed": refresher.failed,
             },
-        )
+        }
+        if not wants_json(request):
+            return pages.status(request, server, data)
+        return envelope(request, "status", data)
 
 
 class HealthResource(AsyncResource):
