@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -359,6 +360,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A stopped run still stops the servers it started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tools = ensure_tools(log)
     dataset = ensure_dataset(BENCH / ".data", log)
