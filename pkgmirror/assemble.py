@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Request, Site
 
+from pkgmirror.auth import DEFAULT_TOKEN_TTL
 from pkgmirror.mirror import MirrorSettings
 from pkgmirror.server import Server, ServerSettings
 from pkgmirror.serverinit import BLOBS, DATABASE
@@ -47,6 +48,7 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
         ),
         request_timeout=options["request-timeout"],
         outside_url=options["outside-url"],
+        token_ttl=options.get("token-ttl", DEFAULT_TOKEN_TTL),
         max_upload_size=options.get("max-upload-size") or 1024**3,
     )
 

@@ -156,6 +156,10 @@ def make_index_config(
                 is_valid_user_or_index_name(p) for p in base.split("/")
             ):
                 raise ConfigError(f"invalid base {base!r}: use USER/INDEX")
+    for key in ("acl_upload", "acl_toxresult_upload"):
+        if key in values:
+            # devpi spells the special principals in capitals; accept any case.
+            values[key] = tuple(v.upper() if v.startswith(":") else v for v in values[key])
     for key in ("mirror_whitelist", "min_release_age_exempt"):
         if key in values:
             values[key] = tuple(v if v == "*" else normalize(v) for v in values[key])
@@ -233,9 +237,10 @@ def index_config_json(config: IndexConfig) -> dict[str, Any]:
             mirror_whitelist=list(config.mirror_whitelist),
             mirror_whitelist_inheritance=config.mirror_whitelist_inheritance,
             private_prefixes=list(config.private_prefixes),
-            min_release_age=config.min_release_age,
             min_release_age_exempt=list(config.min_release_age_exempt),
         )
+        if config.min_release_age is not None:
+            data["min_release_age"] = config.min_release_age
     for key in ("title", "description", "custom_data"):
         value = getattr(config, key)
         if value is not None:

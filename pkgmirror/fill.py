@@ -24,7 +24,8 @@ class FillFailed(Exception):
 class FileFill:
     """
     State of one download. ``started`` fires with the upstream's FileStart once it answered
-    200 (or fails); ``finished`` fires with the committed sha256 (or fails with FillFailed).
+    200 (or fails); ``finished`` fires with the verified sha256 (or fails with FillFailed);
+    ``stored`` fires with it once the blob is committed and readable from the store (or fails).
     Listeners are called after every change (bytes, verification, failure).
     """
 
@@ -38,6 +39,8 @@ class FileFill:
         self._listeners: list[Callable[[], None]] = []
         self._started: list[Deferred[FileStart]] = []
         self._finished: list[Deferred[str]] = []
+        self._stored: list[Deferred[str]] = []
+        self.stored_sha256: str | None = None
 
     @property
     def done(self) -> bool:
@@ -70,6 +73,16 @@ class FileFill:
             self._finished.append(d)
         return d
 
+    def when_stored(self) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        if self.stored_sha256 is not None:
+            d.callback(self.stored_sha256)
+        elif self.failure is not None:
+            d.errback(self.failure)
+        else:
+            self._stored.append(d)
+        return d
+
     def listen(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
@@ -100,6 +113,14 @@ class FileFill:
             d.callback(sha256)
         self._finished.clear()
 
+    def committed(self) -> None:
+        """The verified bytes are in the blob store now."""
+        assert self.sha256 is not None
+        self.stored_sha256 = self.sha256
+        for d in self._stored:
+            d.callback(self.sha256)
+        self._stored.clear()
+
     def failed(self, reason: str) -> None:
         self.failure = Failure(FillFailed(reason))
         self.spool.abort()
@@ -107,6 +128,7 @@ class FileFill:
             d.errback(self.failure)
         self._started.clear()
         self._notify()
-        for d2 in self._finished:
+        for d2 in self._finished + self._stored:
             d2.errback(self.failure)
         self._finished.clear()
+        self._stored.clear()

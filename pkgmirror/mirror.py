@@ -6,22 +6,42 @@ upstream request per page or file however many clients want it at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pkgmirror.coalesce import Coalescer
 from pkgmirror.fill import FileFill
 from pkgmirror.interfaces import IBlobStore, IStorage
-from pkgmirror.model import IndexConfig, Link, MirrorFile, MirrorPageState, ProjectPage, iso_time
-from pkgmirror.names import blob_path_parts
+from pkgmirror.metadata import extract_core_metadata
+from pkgmirror.model import (
+    IndexConfig,
+    Link,
+    MirrorFile,
+    MirrorPageState,
+    ProjectList,
+    ProjectPage,
+    iso_time,
+)
+from pkgmirror.names import blob_path_parts, version_sort_key
 from pkgmirror.simple.parse import ParseError, parse_project_list, parse_project_page
-from pkgmirror.upstream import FileStart, Upstream, UpstreamError
+from pkgmirror.simple.render import derive_versions
+from pkgmirror.upstream import FileStart, PageResponse, Upstream, UpstreamError
+
+T = TypeVar("T")
+# Upstream bodies bigger than this are parsed in a thread (a 10,000-file page takes ~200 ms).
+PARSE_IN_THREAD_BYTES = 256 * 1024
+# A file whose probe failed is probed again on a revalidation after this many seconds; one whose
+# wheel had no readable METADATA (or an upstream without Range support), after a day.
+PROBE_RETRY_SECONDS = 60.0
+PROBE_RETRY_UNREADABLE = 86400.0
+# Probes that finish after the page was served reach it this many at a time.
+LATE_BATCH = 100
 
 log = Logger()
 
@@ -50,6 +70,12 @@ class MirrorSettings:
     stale_grace: float = 1.0
     backoff_min: float = 5.0
     backoff_max: float = 120.0
+    # Files an upstream lists without size (or, wheels, without core metadata) are probed with
+    # HEAD / range requests when a page is fetched: this many at once per mirror, and the page
+    # fetch waits this long for them before it answers with what is known (the rest finish in
+    # the background and show on later requests).
+    probe_concurrency: int = 8
+    probe_wait: float = 3.0
 
 
 @attrs.define
@@ -125,7 +151,71 @@ def with_first_seen(page: ProjectPage, previous: ProjectPage | None, now: float)
     return attrs.evolve(page, links=links)
 
 
-def mirror_files(index_key: str, page: ProjectPage) -> list[MirrorFile]:
+@attrs.frozen
+class ProbeOutcome:
+    """What probing one upstream file found; ``metadata_sha256`` names a blob we stored."""
+
+    size: int | None
+    last_modified: float | None
+    metadata_sha256: str | None
+
+
+def carry_forward(page: ProjectPage, previous: ProjectPage | None) -> ProjectPage:
+    """
+    A freshly parsed upstream page, plus what we learnt earlier of files still listed at the
+    same URL: size, upload time, core metadata we extracted. What the upstream says wins.
+    """
+    if previous is None or not previous.links:
+        return page
+    known = {(link.filename, link.url): link for link in previous.links}
+    links = []
+    changed = False
+    for link in page.links:
+        old = known.get((link.filename, link.url))
+        if old is None or (link.sha256 and old.sha256 and link.sha256 != old.sha256):
+            links.append(link)
+            continue
+        new = attrs.evolve(
+            link,
+            size=link.size if link.size is not None else old.size,
+            upload_time=link.upload_time or old.upload_time,
+            core_metadata=(
+                link.core_metadata if link.core_metadata is not None else old.core_metadata
+            ),
+        )
+        changed = changed or new != link
+        links.append(new)
+    return attrs.evolve(page, links=links) if changed else page
+
+
+def apply_probes(page: ProjectPage, outcomes: Mapping[str, ProbeOutcome]) -> ProjectPage:
+    """Fills in, from probes keyed by upstream URL, what links lack; never overrides a value."""
+    if not outcomes:
+        return page
+    links = []
+    changed = False
+    for link in page.links:
+        outcome = outcomes.get(link.url)
+        if outcome is None:
+            links.append(link)
+            continue
+        new = link
+        if new.size is None and outcome.size is not None:
+            new = attrs.evolve(new, size=outcome.size)
+        if not new.upload_time and outcome.last_modified is not None:
+            new = attrs.evolve(new, upload_time=iso_time(outcome.last_modified))
+        if new.core_metadata is None and outcome.metadata_sha256 is not None:
+            new = attrs.evolve(new, core_metadata={"sha256": outcome.metadata_sha256})
+        changed = changed or new is not link
+        links.append(new)
+    return attrs.evolve(page, links=links) if changed else page
+
+
+def mirror_files(
+    index_key: str, page: ProjectPage, metadata: Mapping[str, str] | None = None
+) -> list[MirrorFile]:
+    """The rows of a page's links; ``metadata`` maps upstream URLs to core metadata we hold."""
+    ours = metadata or {}
     return [
         MirrorFile(
             index=index_key,
@@ -136,9 +226,18 @@ def mirror_files(index_key: str, page: ProjectPage) -> list[MirrorFile]:
             sha256=link.sha256,
             size=link.size,
             upload_time=link.upload_time,
+            metadata_sha256=ours.get(link.url),
         )
         for link in page.links
     ]
+
+
+def _newest_first(links: Iterable[Link]) -> list[Link]:
+    def key(link: Link) -> Any:
+        versions = derive_versions([link])
+        return version_sort_key(versions[0]) if versions else version_sort_key("0")
+
+    return sorted(links, key=key, reverse=True)
 
 
 def served_page(index_key: str, page: ProjectPage) -> ProjectPage:
@@ -166,6 +265,7 @@ class Mirror:
     _upstream: Upstream | None
     _clock: IReactorTime
     settings: MirrorSettings
+    _run_in_thread: Callable[[Callable[[], Any]], Deferred[Any]] | None = None
     health: UpstreamHealth = attrs.field(init=False)
     generation: int = 0
     _states: dict[str, MirrorPageState] = attrs.field(factory=dict)
@@ -177,13 +277,32 @@ class Mirror:
     _names_fetched_at: float = 0.0
     names_generation: int = 0
     fills: dict[tuple[str, str], FileFill] = attrs.field(factory=dict)
-    # File records by (path_key, filename), so serving a cached file costs no SQL.
+    # File records by (path_key, filename), so serving a cached file costs no SQL; emptied
+    # after every write of this mirror's pages or files.
     _file_records: dict[tuple[str, str], MirrorFile] = attrs.field(factory=dict)
     last_used: dict[str, float] = attrs.field(factory=dict)
     stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
+    _probe_runs: Coalescer[ProbeOutcome | None] = attrs.field(factory=Coalescer)
+    _metadata_runs: Coalescer[str | None] = attrs.field(factory=Coalescer)
+    _probe_slots: DeferredSemaphore = attrs.field(init=False)
+    _probed: dict[str, float] = attrs.field(factory=dict)
+    _outcomes: dict[str, ProbeOutcome] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.health = UpstreamHealth(self._clock, self.settings)
+        self._probe_slots = DeferredSemaphore(max(1, self.settings.probe_concurrency))
+
+    async def _in_thread(self, size: int, work: Callable[[], T]) -> T:
+        if self._run_in_thread is None or size < PARSE_IN_THREAD_BYTES:
+            return work()
+        result: T = await self._run_in_thread(work)
+        return result
+
+    async def _parse_page(self, response: PageResponse, project: str) -> ProjectPage:
+        return await self._in_thread(
+            len(response.body),
+            lambda: parse_project_page(response.body, response.content_type, response.url, project),
+        )
 
     @property
     def key(self) -> str:
@@ -267,6 +386,11 @@ class Mirror:
         # let the revalidation finish in the background.
         return await _first_of(fetch, self._clock, self.settings.stale_grace, state)
 
+    async def is_quarantined(self, project: str) -> bool:
+        """True when the upstream's last page of ``project`` marks it quarantined (PEP 792)."""
+        state = await self._load(project)
+        return state is not None and state.page is not None and state.page.status == "quarantined"
+
     async def refresh(self, project: str) -> MirrorPageState:
         """Revalidate now, ignoring freshness (the refresh button, the refresh loop)."""
         if self.settings.offline or self._upstream is None:
@@ -287,16 +411,36 @@ class Mirror:
             response = await upstream.fetch_page(url, etag)
             now = self._clock.seconds()
             if response.status == "not_modified" and state is not None:
-                new_state = attrs.evolve(state, fetched_at=now)
-                await self._storage.touch_mirror_page(self.key, project, now)
+                latest = self._states.get(project) or state
+                new_state = attrs.evolve(latest, fetched_at=now)
+                unchanged = latest.page
+                # Files whose probe failed before get another chance with every revalidation.
+                probed, metadata = (
+                    (unchanged, {})
+                    if unchanged is None
+                    else await self._probe_page(project, unchanged)
+                )
+                if probed is not None and probed != unchanged:
+                    new_state = attrs.evolve(new_state, page=probed)
+                    self.generation += 1
+                    await self._storage.put_mirror_page(
+                        new_state, mirror_files(self.key, probed, metadata)
+                    )
+                    self._file_records.clear()
+                else:
+                    await self._storage.touch_mirror_page(self.key, project, now)
             elif response.status == "missing" or response.status == "not_modified":
                 new_state = MirrorPageState(self.key, project, "missing", now)
                 await self._storage.put_mirror_page(new_state, [])
+                self._file_records.clear()
             else:
-                page = parse_project_page(
-                    response.body, response.content_type, response.url, project
-                )
-                page = with_first_seen(page, state.page if state is not None else None, now)
+                page = await self._parse_page(response, project)
+                # What we learnt while this fetch was under way counts too.
+                current = self._states.get(project) or state
+                previous = current.page if current is not None else None
+                page = carry_forward(page, previous)
+                page, metadata = await self._probe_page(project, page)
+                page = with_first_seen(page, previous, self._clock.seconds())
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -308,10 +452,10 @@ class Mirror:
                 )
                 if state is None or state.page != page or state.status != "ok":
                     self.generation += 1
-                await self._storage.put_mirror_page(new_state, mirror_files(self.key, page))
-                for old in (state.page if state is not None else None, page):
-                    for link in old.links if old is not None else ():
-                        self.forget_file(path_key_for(link), link.filename)
+                await self._storage.put_mirror_page(
+                    new_state, mirror_files(self.key, page, metadata)
+                )
+                self._file_records.clear()
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
@@ -375,8 +519,14 @@ class Mirror:
             if response.status != "ok":
                 return self._names if self._names is not None else []
             etag = response.etag
-            names = list(parse_project_list(response.body, response.content_type).names)
-            del response  # the body can go before the sort
+            body, content_type = response.body, response.content_type
+            del response
+            listed: ProjectList = await self._in_thread(
+                len(body), lambda: parse_project_list(body, content_type)
+            )
+            body = b""  # the body can go before the sort
+            names = list(listed.names)
+            del listed
             names.sort()
             # Sorted, so duplicates are neighbours: cheaper than a set of a million names.
             names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
@@ -387,6 +537,205 @@ class Mirror:
         except (UpstreamError, ParseError) as e:
             self.health.failed(str(e))
             return self._names if self._names is not None else []
+
+    # probes: sizes, times and core metadata of files the upstream page does not describe
+    def _wants_probe(self, link: Link, now: float) -> bool:
+        lacks = link.size is None or (link.filename.endswith(".whl") and link.core_metadata is None)
+        return lacks and now >= self._probed.get(link.url, 0.0)
+
+    async def _probe_page(
+        self, project: str, page: ProjectPage
+    ) -> tuple[ProjectPage, dict[str, str]]:
+        """
+        Probes the files of ``page`` that lack a size or (wheels) core metadata, newest versions
+        first, waiting at most ``probe_wait`` seconds. Returns the page with what was learnt by
+        then, and the core metadata blobs stored (upstream URL -> sha256). Probes still running
+        then go on and update the cached page every ``LATE_BATCH`` results and when all are done.
+        """
+        now = self._clock.seconds()
+        # Probes of an earlier fetch whose results did not reach the page (it was replaced).
+        known = {
+            link.url: self._outcomes[link.url] for link in page.links if link.url in self._outcomes
+        }
+        page = apply_probes(page, known)
+        metadata = {url: o.metadata_sha256 for url, o in known.items() if o.metadata_sha256}
+        if self._upstream is None or self.settings.offline or self.config.mirror_use_external_urls:
+            # A pass-through mirror keeps no bytes, not even metadata: clients go upstream.
+            return page, metadata
+        targets = [link for link in page.links if self._wants_probe(link, now)]
+        if not targets:
+            return page, metadata
+        outcomes: dict[str, ProbeOutcome] = {}
+        progress = {"late": 0, "applied": 0}
+
+        def apply_late() -> None:
+            progress["applied"] = len(outcomes)
+            d = Deferred.fromCoroutine(self._apply_late(project, dict(outcomes)))
+            d.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
+
+        async def one(link: Link) -> None:
+            outcome = await self._probe(link)
+            if outcome is not None:
+                outcomes[link.url] = outcome
+                if len(self._outcomes) > 100_000:
+                    self._outcomes.clear()
+                self._outcomes[link.url] = outcome
+                if progress["late"] and len(outcomes) - progress["applied"] >= LATE_BATCH:
+                    apply_late()
+
+        work = DeferredList(
+            [Deferred.fromCoroutine(one(link)) for link in _newest_first(targets)],
+            consumeErrors=True,
+        )
+        finished = await _within(work, self._clock, self.settings.probe_wait)
+        if not finished:
+            log.info(
+                "{project}: {n} files still being probed on {index}; the page is served without",
+                project=project,
+                n=len(targets) - len(outcomes),
+                index=self.key,
+            )
+            progress["late"] = 1
+            work.addCallback(lambda _: apply_late())
+        snapshot = dict(outcomes)
+        metadata.update(
+            {url: o.metadata_sha256 for url, o in snapshot.items() if o.metadata_sha256}
+        )
+        return apply_probes(page, snapshot), metadata
+
+    async def _apply_late(self, project: str, outcomes: Mapping[str, ProbeOutcome]) -> None:
+        state = self._states.get(project)
+        if state is None or state.page is None:
+            return
+        page = apply_probes(state.page, outcomes)
+        if page == state.page:
+            return
+        await self._store_page(attrs.evolve(state, page=page), outcomes)
+
+    async def _store_page(self, state: MirrorPageState, outcomes: Mapping[str, Any]) -> None:
+        assert state.page is not None
+        metadata = {
+            url: o.metadata_sha256
+            for url, o in outcomes.items()
+            if isinstance(o, ProbeOutcome) and o.metadata_sha256
+        }
+        self._states[state.project] = state
+        self.generation += 1
+        await self._storage.put_mirror_page(state, mirror_files(self.key, state.page, metadata))
+        self._file_records.clear()
+
+    async def _probe(self, link: Link) -> ProbeOutcome | None:
+        return await self._probe_runs.run(link.url, lambda: self._probe_now(link))
+
+    async def _probe_now(self, link: Link) -> ProbeOutcome | None:
+        upstream = self._upstream
+        assert upstream is not None
+        await self._probe_slots.acquire()
+        retry = PROBE_RETRY_SECONDS
+        try:
+            want_metadata = link.filename.endswith(".whl") and link.core_metadata is None
+            probe = await upstream.probe_file(link.url, link.filename, metadata=want_metadata)
+            if want_metadata and probe.metadata is None:
+                retry = PROBE_RETRY_UNREADABLE
+        except UpstreamError as e:
+            log.info("probing {url} failed: {e}", url=link.url, e=str(e))
+            return None
+        finally:
+            if len(self._probed) > 100_000:
+                self._probed.clear()
+            self._probed[link.url] = self._clock.seconds() + retry
+            self._probe_slots.release()
+        sha = await self._blobs.put_bytes(probe.metadata) if probe.metadata is not None else None
+        return ProbeOutcome(probe.size, probe.last_modified, sha)
+
+    async def core_metadata(self, record: MirrorFile) -> str | None:
+        """
+        The sha256 of the stored core metadata of a mirrored wheel, getting it now when needed:
+        from the cached wheel, the upstream's PEP 658 file (hash-checked), or range requests
+        into the upstream wheel. None when it cannot be had. The page advertises it from then on.
+        """
+        if record.metadata_sha256:
+            return record.metadata_sha256
+        if not record.filename.endswith(".whl"):
+            return None
+        return await self._metadata_runs.run(
+            (record.path_key, record.filename), lambda: self._get_core_metadata(record)
+        )
+
+    def _link(self, record: MirrorFile) -> Link | None:
+        state = self._states.get(record.project)
+        if state is None or state.page is None:
+            return None
+        return next((x for x in state.page.links if x.filename == record.filename), None)
+
+    async def _get_core_metadata(self, record: MirrorFile) -> str | None:
+        link = self._link(record)
+        want = link.core_metadata.get("sha256") if link and link.core_metadata else None
+        data = await self._metadata_from_cache(record)
+        upstream = self._upstream
+        if data is None and upstream is not None and not self.settings.offline:
+            if link is not None and link.core_metadata is not None:
+                data = await upstream.fetch_metadata_file(record.url)
+                if data is not None and want and hashlib.sha256(data).hexdigest() != want:
+                    log.warn("{url}.metadata does not match its hash", url=record.url)
+                    data = None
+            if data is None:
+                try:
+                    data = (await upstream.probe_file(record.url, record.filename)).metadata
+                except UpstreamError:
+                    data = None
+        if data is None or (want and hashlib.sha256(data).hexdigest() != want):
+            return None
+        sha = await self._blobs.put_bytes(data)
+        await self._storage.set_mirror_file_metadata(
+            self.key, record.path_key, record.filename, sha
+        )
+        self._file_records.clear()
+        state = self._states.get(record.project)
+        if state is not None and state.page is not None:
+            outcome = ProbeOutcome(None, None, sha)
+            page = apply_probes(state.page, {record.url: outcome})
+            if page != state.page:
+                await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
+        return sha
+
+    async def _learn_from_blob(self, record: MirrorFile, sha256: str, size: int) -> None:
+        """
+        A file just cached tells what its page may lack: its size and, for a wheel, its core
+        metadata (for upstreams that answer no range requests). The page advertises both now.
+        """
+        link = self._link(record)
+        if link is None or (link.size is not None and link.core_metadata is not None):
+            return
+        metadata_sha = None
+        if link.core_metadata is None and record.filename.endswith(".whl"):
+            data = await self._metadata_from_cache(attrs.evolve(record, cached_sha256=sha256))
+            if data is not None:
+                metadata_sha = await self._blobs.put_bytes(data)
+                await self._storage.set_mirror_file_metadata(
+                    self.key, record.path_key, record.filename, metadata_sha
+                )
+                self._file_records.clear()
+        state = self._states.get(record.project)
+        if state is None or state.page is None:
+            return
+        outcome = ProbeOutcome(size, None, metadata_sha)
+        page = apply_probes(state.page, {record.url: outcome})
+        if page != state.page:
+            await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
+
+    async def _metadata_from_cache(self, record: MirrorFile) -> bytes | None:
+        if not record.cached_sha256:
+            return None
+        path = self._blobs.local_path(record.cached_sha256)
+        if path is None:
+            return None
+        if self._run_in_thread is None:
+            return extract_core_metadata(path.path, record.filename)
+        result: bytes | None = await self._run_in_thread(
+            lambda: extract_core_metadata(path.path, record.filename)
+        )
+        return result
 
     async def cached_projects(self) -> list[str]:
         return [name for name, _ in await self._storage.list_mirror_pages(self.key)]
@@ -458,6 +807,7 @@ class Mirror:
         fill.succeeded(digest)
         try:
             await fill.spool.commit(digest)
+            fill.committed()
             when = record.upload_time or iso_time(
                 start[0].last_modified
                 if start and start[0].last_modified
@@ -466,9 +816,12 @@ class Mirror:
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when
             )
-            self.forget_file(record.path_key, record.filename)
+            self._file_records.clear()
+            await self._learn_from_blob(record, digest, fill.spool.size)
         except Exception:
             log.failure("storing {url} failed", url=record.url)
+            if fill.stored_sha256 is None:
+                fill.failed("the file could not be stored")
 
 
 async def _first_of(
@@ -487,6 +840,26 @@ async def _first_of(
 
     work.addCallbacks(ok, bad)
     timer = clock.callLater(seconds, lambda: None if result.called else result.callback(fallback))
+    try:
+        return await result
+    finally:
+        if timer.active():
+            timer.cancel()
+
+
+async def _within(work: Deferred[Any], clock: IReactorTime, seconds: float) -> bool:
+    """Waits for ``work`` at most ``seconds``; True when it finished (work goes on either way)."""
+    if work.called:
+        return True
+    result: Deferred[bool] = Deferred()
+
+    def done(value: Any) -> Any:
+        if not result.called:
+            result.callback(True)
+        return value
+
+    work.addBoth(done)
+    timer = clock.callLater(seconds, lambda: None if result.called else result.callback(False))
     try:
         return await result
     finally:

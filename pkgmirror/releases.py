@@ -16,7 +16,7 @@ from pkgmirror.interfaces import Conflict, ISpool, NotFound
 from pkgmirror.model import IndexConfig, ReleaseFile, iso_time
 from pkgmirror.names import parse_dist_filename
 from pkgmirror.server import Refused, Server
-from pkgmirror.upload import CheckedUpload
+from pkgmirror.upload import CheckedUpload, metadata_is_servable
 
 
 @attrs.frozen
@@ -91,7 +91,11 @@ async def _store(
             "with other contents",
         )
     await spool.commit(sha256)
-    metadata_sha256 = await server.blobs.put_bytes(checked.core_metadata)
+    metadata_sha256 = (
+        await server.blobs.put_bytes(checked.core_metadata)
+        if metadata_is_servable(checked.filename, checked.core_metadata)
+        else None
+    )
     release = ReleaseFile(
         index=config.key,
         project=checked.project,
@@ -122,15 +126,18 @@ async def _store(
 
 
 async def delete_stage_releases(
-    server: Server, config: IndexConfig, project: str, version: str | None
+    server: Server, config: IndexConfig, project: str, version: str | None, force: bool = False
 ) -> None:
-    """Deletes a project's files (of one version) from a stage; volatile indexes only."""
-    if not config.volatile:
+    """
+    Deletes a project's files (of one version) from a stage; volatile indexes only, unless
+    ``force`` (devpi's ``?force``, ``devpi remove --force``).
+    """
+    if not config.volatile and not force:
         what = f"version {version}" if version else "project"
         raise Refused(
             403,
             f"cannot delete {what} on non-volatile index {config.key}: "
-            "make it volatile first (volatile=True)",
+            "make it volatile first (volatile=True), or force it (devpi remove --force)",
         )
     await server.blob_lock.acquire()
     try:
@@ -147,6 +154,47 @@ async def delete_stage_releases(
         server.blob_lock.release()
     remaining = await server.storage.list_release_files(config.key, project)
     server.release_files_changed(config.key, project, bool(remaining))
+
+
+async def copy_release(
+    server: Server, files: list[ReleaseFile], target: IndexConfig
+) -> list[ReleaseFile]:
+    """
+    devpi's push: the files of one release, added to the stage ``target``. Files are
+    content-addressed, so the copies name the same blobs and no bytes move. Fails with
+    Refused(409), copying nothing, when ``target`` is non-volatile and has one of the file names
+    with other bytes; on a volatile target other bytes are replaced.
+    """
+    await server.blob_lock.acquire()
+    try:
+        project = files[0].project
+        existing = {
+            f.filename: f for f in await server.storage.list_release_files(target.key, project)
+        }
+        if not target.volatile:
+            for f in files:
+                old = existing.get(f.filename)
+                if old is not None and old.sha256 != f.sha256:
+                    raise Refused(
+                        409, f"{f.filename} already exists in non-volatile index {target.key}"
+                    )
+        copied = []
+        replaced: list[str | None] = []
+        for f in sorted(files, key=lambda f: f.filename):
+            copy = attrs.evolve(f, index=target.key)
+            try:
+                await server.storage.add_release_file(copy, overwrite=target.volatile)
+            except NotFound:
+                raise Refused(404, f"index {target.key} no longer exists") from None
+            old = existing.get(f.filename)
+            if old is not None and old.sha256 != f.sha256:
+                replaced += [old.sha256, old.metadata_sha256]
+            copied.append(copy)
+        await drop_unreferenced(server, replaced)
+    finally:
+        server.blob_lock.release()
+    server.release_files_changed(target.key, project, True)
+    return copied
 
 
 async def delete_mirror_cache(

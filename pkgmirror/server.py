@@ -149,7 +149,13 @@ class Server:
                 )
             old = self.mirrors.get(config.key)
             mirror = Mirror(
-                config, self.storage, self.blobs, upstream, self.clock, self.settings.mirror
+                config,
+                self.storage,
+                self.blobs,
+                upstream,
+                self.clock,
+                self.settings.mirror,
+                self.run_in_thread,
             )
             if old is not None and old.config.mirror_url == config.mirror_url:
                 # Keep what the old object learnt (health, loaded pages) across config edits.

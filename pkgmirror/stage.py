@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import attrs
 
@@ -70,7 +71,8 @@ def mirror_allowed(
 
 def release_cutoff(config: IndexConfig, project: str, now: float) -> float | None:
     """Uploads after this POSIX time are not listed yet (``min_release_age``)."""
-    if not config.min_release_age or project in config.min_release_age_exempt:
+    exempt = config.min_release_age_exempt
+    if not config.min_release_age or project in exempt or "*" in exempt:
         return None
     return now - parse_duration("min_release_age", config.min_release_age)
 
@@ -83,7 +85,9 @@ def merge_pages(
 ) -> tuple[ProjectPage, list[Hidden]]:
     """
     The merged page of ``order[0]``: links of every index in resolution order, de-duplicated
-    by file name (first wins), mirror links dropped when a stage shadows the project.
+    by file name (first wins), mirror links dropped when a stage shadows the project, files
+    younger than ``min_release_age`` left out. A page marked ``quarantined`` (PEP 792) offers
+    no files; when no other index offers any, the merged page is marked quarantined too.
     ``pages[i]`` is ``order[i]``'s own page, None when it does not have the project.
     """
     hidden: list[Hidden] = []
@@ -96,6 +100,7 @@ def merge_pages(
     links: list[Link] = []
     status: str | None = None
     status_reason: str | None = None
+    quarantine: str | Literal[False] | None = False
     for config, page in zip(order, pages, strict=True):
         if page is None:
             continue
@@ -106,6 +111,19 @@ def merge_pages(
                         config.key,
                         f"{project} is not in the mirror_whitelist, so no releases from "
                         f"{config.key} are included",
+                    )
+                )
+            continue
+        if page.status == "quarantined":
+            if quarantine is False:
+                quarantine = page.status_reason
+            if page.links:
+                hidden.append(
+                    Hidden(
+                        config.key,
+                        f"{project} is quarantined on {config.key}"
+                        + (f" ({page.status_reason})" if page.status_reason else "")
+                        + ": none of its files are offered",
                     )
                 )
             continue
@@ -126,6 +144,8 @@ def merge_pages(
             hidden.append(
                 Hidden(config.key, f"{young} files younger than min_release_age are not listed")
             )
+    if quarantine is not False and not links:
+        status, status_reason = "quarantined", quarantine
     merged = ProjectPage(
         name=project,
         links=links,

@@ -46,6 +46,12 @@ class Options(usage.Options):
         ["refresh-interval", None, "60", "Seconds between refresh rounds of volatile mirrors."],
         ["log-format", None, "text", "Request log format: text or json."],
         [
+            "token-ttl",
+            None,
+            "36000",
+            "Seconds a login token stays valid (default 10 hours).",
+        ],
+        [
             "max-upload-size",
             None,
             "1G",
@@ -91,6 +97,14 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--{key} must not be negative")
             self[key] = value
         self["max-upload-size"] = parse_size("--max-upload-size", self["max-upload-size"])
+        try:
+            self["token-ttl"] = int(self["token-ttl"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--token-ttl must be whole seconds, not {self['token-ttl']!r}"
+            ) from None
+        if self["token-ttl"] < 1:
+            raise usage.UsageError("--token-ttl must be at least 1 second")
         try:
             port = int(self["port"])
         except ValueError:

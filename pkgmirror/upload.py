@@ -341,6 +341,25 @@ class CheckedUpload:
     metadata: Mapping[str, Any]
 
 
+def metadata_is_servable(filename: str, core_metadata: bytes) -> bool:
+    """
+    Whether ``core_metadata`` may be offered as the file's PEP 658 metadata. A wheel's always;
+    an sdist's only from Metadata-Version 2.2 (PEP 643) on and when the fields resolvers read are
+    not marked Dynamic: older PKG-INFO may list dependencies the built wheel does not have.
+    """
+    if filename.endswith(".whl"):
+        return True
+    import email.parser
+
+    headers = email.parser.BytesHeaderParser().parsebytes(core_metadata)
+    try:
+        version = tuple(int(p) for p in (headers.get("Metadata-Version") or "0").split(".")[:2])
+    except ValueError:
+        return False
+    dynamic = {d.strip().lower() for d in headers.get_all("Dynamic") or []}
+    return version >= (2, 2) and not dynamic & {"requires-dist", "requires-python"}
+
+
 def check_form(form: UploadForm) -> None:
     """The checks that need no file: action, protocol, digests."""
     action = form.get(":action")

@@ -16,10 +16,21 @@ import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 from pkgmirror import __version__
+from pkgmirror.metadata import (
+    MAX_METADATA_BYTES,
+    TAIL_BYTES,
+    BadWheel,
+    central_directory_span,
+    find_member,
+    member_bytes,
+)
+
+log = Logger()
 
 ACCEPT_PAGE = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
@@ -46,6 +57,32 @@ class PageResponse:
     content_type: str = ""
     etag: str | None = None
     serial: int | None = None
+
+
+@attrs.frozen
+class RangeAnswer:
+    """
+    An upstream's answer to a range request: ``first`` is where ``body`` starts in the file,
+    ``total`` the file's length (None when the upstream did not say).
+    """
+
+    body: bytes
+    first: int
+    total: int | None
+    last_modified: float | None
+
+
+@attrs.frozen
+class FileProbe:
+    """What a few cheap requests told us of an upstream file, without downloading it."""
+
+    size: int | None
+    last_modified: float | None
+    metadata: bytes | None = None
+
+
+class _TooLong(Exception):
+    pass
 
 
 @attrs.frozen
@@ -92,6 +129,28 @@ def _length(response: Any) -> int | None:
         return length
     header = _header(response, b"content-length")
     return int(header) if header is not None and header.isdigit() else None
+
+
+def _http_date(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _content_range(value: str | None) -> tuple[int, int | None] | None:
+    """(first byte, total or None) of ``bytes a-b/total``."""
+    if not value:
+        return None
+    unit, _, spec = value.strip().partition(" ")
+    span, _, total = spec.partition("/")
+    first, dash, _last = span.partition("-")
+    if unit.lower() != "bytes" or not dash or not first.strip().isdigit():
+        return None
+    total = total.strip()
+    return int(first), int(total) if total.isdigit() else None
 
 
 def _describe(failure_value: BaseException) -> str:
@@ -275,15 +334,8 @@ class Upstream:
         if response.code != 200:
             await _discard(response)
             raise UpstreamError(f"upstream answered {response.code} for the file")
-        length = _length(response)
-        modified = _header(response, b"last-modified")
-        when = None
-        if modified:
-            try:
-                when = parsedate_to_datetime(modified).timestamp()
-            except (TypeError, ValueError):
-                when = None
-        on_start(FileStart(length, when))
+        when = _http_date(_header(response, b"last-modified"))
+        on_start(FileStart(_length(response), when))
         state["kick"](self.idle_timeout)
 
         def chunk(data: bytes) -> None:
@@ -296,6 +348,180 @@ class Upstream:
             raise
         except Exception as e:
             raise UpstreamError(_describe(e)) from e
+
+    async def _with_deadline(self, work: Any) -> Any:
+        expired: list[bool] = []
+        d: Deferred[Any] = Deferred.fromCoroutine(work)
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
+        try:
+            return await d
+        except (CancelledError, UpstreamError):
+            # As in fetch_page: a cancelled request may fail as "connection lost".
+            if expired:
+                raise UpstreamTimeout(
+                    f"no answer from upstream within {self.timeout:g} s"
+                ) from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    async def head(self, url: str) -> FileProbe:
+        """A file's size and Last-Modified from a HEAD; fails with UpstreamError."""
+        return await self._with_deadline(self._head(url))  # type: ignore[no-any-return]
+
+    async def _head(self, url: str) -> FileProbe:
+        headers = self._headers(url, {"Accept-Encoding": "identity"})
+        try:
+            response = await self._client.head(url, headers=headers, allow_redirects=True)
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise UpstreamError(_describe(e)) from e
+        await _discard(response)
+        if response.code != 200:
+            raise UpstreamError(f"upstream answered {response.code} to HEAD")
+        # For a HEAD, twisted leaves Content-Length among the headers (and ``length`` is 0).
+        length = _header(response, b"content-length")
+        return FileProbe(
+            int(length) if length and length.isdigit() else None,
+            _http_date(_header(response, b"last-modified")),
+        )
+
+    async def fetch_range(self, url: str, first: int | None, length: int) -> RangeAnswer:
+        """
+        ``length`` bytes from ``first`` on, or the last ``length`` bytes when ``first`` is None.
+        An upstream that ignores Range and answers 200 is read only when the whole file is at
+        most ``length`` bytes (else UpstreamError: we never download whole files here).
+        """
+        return await self._with_deadline(  # type: ignore[no-any-return]
+            self._fetch_range(url, first, length)
+        )
+
+    async def _fetch_range(self, url: str, first: int | None, length: int) -> RangeAnswer:
+        spec = f"bytes=-{length}" if first is None else f"bytes={first}-{first + length - 1}"
+        headers = self._headers(url, {"Range": spec, "Accept-Encoding": "identity"})
+        try:
+            response = await self._client.get(
+                url, headers=headers, allow_redirects=True, unbuffered=True
+            )
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise UpstreamError(_describe(e)) from e
+        modified = _http_date(_header(response, b"last-modified"))
+        if response.code == 206:
+            where = _content_range(_header(response, b"content-range"))
+            if where is None:
+                await _discard(response)
+                raise UpstreamError("206 without a usable Content-Range")
+            start, total = where
+        elif response.code == 200:
+            declared = _length(response)
+            if declared is None or declared > length:
+                await _discard_now(response)
+                raise UpstreamError("upstream ignores Range requests")
+            start, total = 0, declared
+        else:
+            await _discard(response)
+            raise UpstreamError(f"upstream answered {response.code} to a range request")
+        chunks: list[bytes] = []
+        received = 0
+
+        def collect(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > length:
+                raise _TooLong
+            chunks.append(data)
+
+        try:
+            await treq.collect(response, collect)
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise UpstreamError(_describe(e)) from e
+        return RangeAnswer(b"".join(chunks), start, total, modified)
+
+    async def probe_file(self, url: str, filename: str, *, metadata: bool = True) -> FileProbe:
+        """
+        Size and Last-Modified of an upstream file, and with ``metadata`` for a wheel its core
+        metadata read through range requests (the tail with the central directory, then the
+        METADATA member; never the whole wheel). Fails with UpstreamError when the upstream
+        cannot tell the size; a wheel whose METADATA cannot be read gives ``metadata=None``.
+        """
+        if not (metadata and filename.endswith(".whl")):
+            return await self.head(url)
+        tail = await self.fetch_range(url, None, TAIL_BYTES)
+        if tail.total is None:
+            return FileProbe(None, tail.last_modified)
+        try:
+            data = await self._wheel_metadata(url, filename, tail)
+        except (BadWheel, UpstreamError) as e:
+            log.info("no core metadata from {url}: {e}", url=url, e=str(e))
+            data = None
+        return FileProbe(tail.total, tail.last_modified, data)
+
+    async def fetch_metadata_file(self, url: str) -> bytes | None:
+        """The upstream's PEP 658 ``<url>.metadata`` file, or None when it cannot be had."""
+        return await self._with_deadline(  # type: ignore[no-any-return]
+            self._fetch_small(url + ".metadata")
+        )
+
+    async def _fetch_small(self, url: str) -> bytes | None:
+        try:
+            response = await self._client.get(
+                url, headers=self._headers(url, {}), allow_redirects=True
+            )
+            if response.code != 200:
+                await _discard(response)
+                return None
+            data: bytes = await treq.content(response)
+        except CancelledError:
+            raise
+        except Exception:
+            return None
+        return data if len(data) <= MAX_METADATA_BYTES else None
+
+    async def _wheel_metadata(self, url: str, filename: str, tail: RangeAnswer) -> bytes | None:
+        offset, size = central_directory_span(tail.body, tail.first)
+        if offset >= tail.first and offset + size <= tail.first + len(tail.body):
+            central = tail.body[offset - tail.first : offset - tail.first + size]
+        else:
+            central = (await self.fetch_range(url, offset, size)).body
+        member = find_member(central, filename)
+        if member is None:
+            return None
+        first, length = member.local_span()
+        if first >= tail.first:
+            local = tail.body[first - tail.first :]
+        else:
+            local = (await self.fetch_range(url, first, length)).body
+        result = member_bytes(local, member)
+        if isinstance(result, int):
+            # The local header's extra field was longer than we allowed for.
+            local = (await self.fetch_range(url, first, result)).body
+            result = member_bytes(local, member)
+            if isinstance(result, int):
+                raise BadWheel("the local header does not fit where it says")
+        return result
+
+
+async def _discard_now(response: Any) -> None:
+    """Drop a body we do not want without reading it: the connection is closed."""
+
+    def refuse(_data: bytes) -> None:
+        raise _TooLong
+
+    try:
+        await treq.collect(response, refuse)
+    except Exception:
+        pass
 
 
 async def _discard(response: Any) -> None:
@@ -310,8 +536,10 @@ def make_headers(values: dict[str, str]) -> Headers:
 
 
 __all__ = [
+    "FileProbe",
     "FileStart",
     "PageResponse",
+    "RangeAnswer",
     "TimeoutError",
     "Upstream",
     "UpstreamError",

@@ -108,7 +108,18 @@ def pip(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
-def stored_blobs(serverdir: Path) -> list[Path]:
-    """Committed blobs in a server directory (not the spool of partial downloads)."""
+def stored_blobs(serverdir: Path, *, core_metadata: bool = False) -> list[Path]:
+    """
+    Committed blobs in a server directory (not the spool of partial downloads): package files,
+    and with ``core_metadata`` also the METADATA files mirrors extract from upstream wheels.
+    """
     blobs = serverdir / "blobs"
-    return [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"]
+    found = [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"]
+    if core_metadata:
+        return found
+    return [p for p in found if not _is_core_metadata(p)]
+
+
+def _is_core_metadata(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(17) == b"Metadata-Version:"

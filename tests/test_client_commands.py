@@ -125,13 +125,14 @@ def test_expired_token(cli: Cli, logged_in: FakeDevpi) -> None:
     result = cli("index", "dev", "title=x")
     assert result.rc == 1
     assert "401" in result.err
-    assert "pkgmirror login" in result.err
+    assert "pkgmirror login root" in result.err
     assert logged_in.users["root"]["indexes"]["dev"].get("title") is None
+    # The 401 came with the login URL as Location (devpi's sign of a stale token): forgotten.
+    assert state(cli)["login"] is None
 
     result = cli("use")
     assert result.rc == 0
-    assert "no longer accepts the token" in result.out
-    assert state(cli)["login"] is None
+    assert "not logged in" in result.out
 
 
 def test_token_past_its_local_expiry_is_not_sent(cli: Cli, logged_in: FakeDevpi) -> None:

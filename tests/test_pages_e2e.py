@@ -216,14 +216,13 @@ def test_stage_version_page_renders_the_description_safely(running: dict[str, An
     assert "longer than this page shows" in text
 
 
-def test_mirror_metadata_appears_once_a_client_asked_for_it(running: dict[str, Any]) -> None:
+def test_mirror_metadata_is_shown_safely(running: dict[str, Any]) -> None:
     server = running["server"]
     page = get(server, "root/pypi/hostile-pkg/1.0")[2]
-    assert "No metadata is known" in page
     wheel = re.search(r'href="([^"]*hostile_pkg-1\.0-py3-none-any\.whl)"', page)
     assert wheel is not None
-    assert server.request("GET", wheel.group(1))[0] == 200
-    # The file is stored once its download finished; then its metadata can be read out.
+    # The mirror reads a wheel's METADATA (range requests) when it fetches the project page,
+    # or once a client downloaded the wheel: either way the .metadata file is there.
     deadline = time.monotonic() + 10
     while server.request("GET", wheel.group(1) + ".metadata")[0] != 200:
         assert time.monotonic() < deadline, "no metadata"

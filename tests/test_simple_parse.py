@@ -182,6 +182,12 @@ def test_garbage_raises_parse_error(body: bytes, content_type: str) -> None:
         parse_project_page(body, content_type, None, "x")
 
 
+def test_devpi_bogus_text_html_type_is_html() -> None:
+    body = b'<a href="/f/x-1.0.tar.gz#sha256=' + b"a" * 64 + b'">x-1.0.tar.gz</a>'
+    page = parse_project_page(body, "text_html", "http://up/simple/x/", "x")
+    assert [link.filename for link in page.links] == ["x-1.0.tar.gz"]
+
+
 def test_parse_error_is_a_value_error() -> None:
     assert issubclass(ParseError, ValueError)
 

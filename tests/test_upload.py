@@ -22,6 +22,7 @@ from pkgmirror.upload import (
     UploadForm,
     boundary_of,
     check_upload,
+    metadata_is_servable,
     read_form,
 )
 
@@ -269,3 +270,21 @@ def test_bombs(tmp_path: Path) -> None:
         info.size = 100 << 20
         t.addfile(info, io.BytesIO(b"\0" * info.size))
     assert "decompression bomb" in rejected(form_for(bomb), bomb)
+
+
+@pytest.mark.parametrize(
+    ("filename", "metadata", "servable"),
+    [
+        ("demo-1.0-py3-none-any.whl", b"Metadata-Version: 2.1\nName: demo\n", True),
+        ("demo-1.0.tar.gz", b"Metadata-Version: 2.1\nName: demo\n", False),
+        ("demo-1.0.tar.gz", b"Metadata-Version: 2.2\nName: demo\n", True),
+        ("demo-1.0.tar.gz", b"Metadata-Version: 2.4\nName: demo\nDynamic: Requires-Dist\n", False),
+        ("demo-1.0.tar.gz", b"Metadata-Version: 2.4\nName: demo\nDynamic: Keywords\n", True),
+        ("demo-1.0.tar.gz", b"Metadata-Version: two\nName: demo\n", False),
+    ],
+)
+def test_sdist_metadata_is_offered_only_when_reliable(
+    filename: str, metadata: bytes, servable: bool
+) -> None:
+    # Resolvers trust PEP 658 files; an sdist's PKG-INFO before 2.2 may not name its real deps.
+    assert metadata_is_servable(filename, metadata) is servable

@@ -130,7 +130,12 @@ class Context:
         except TransportError as error:
             raise CommandError(str(error)) from error
         if reply.status not in expect:
-            raise CommandError(self.refusal(reply, sent_auth=auth is not None, hint=hint))
+            text = self.refusal(reply, sent_auth=auth is not None, hint=hint)
+            if reply.status == 401 and auth is not None and reply.headers.get("Location"):
+                # devpi's (and pkgmirror's) way of saying the token is no longer good: forget
+                # it, so that later commands do not send it again.
+                self.save(attrs.evolve(self.state, login=None))
+            raise CommandError(text)
         return reply
 
     def refusal(self, reply: Reply, *, sent_auth: bool, hint: bool = True) -> str:
@@ -142,7 +147,8 @@ class Context:
         if not hint:
             return text
         if reply.status == 401 and sent_auth:
-            text += "\n(token expired? run 'pkgmirror login')"
+            user = self.state.login.user if self.state.login else "USER"
+            text += f"\n(the server refused your login token: run 'pkgmirror login {user}')"
         elif reply.status in (401, 403) and not sent_auth:
             if self.state.login is not None:
                 text += f"\n(your login has expired: run 'pkgmirror login {self.state.login.user}')"

@@ -33,8 +33,10 @@ _VERSIONED_TYPE = re.compile(r"application/vnd\.pypi\.simple\.v(\d+)\+(json|html
 _JSON_TYPES = frozenset(
     {"application/vnd.pypi.simple.latest+json", "application/json", "text/json"}
 )
+# "text_html": devpi-server (6.x) labels HTML so when the Accept header names only types it
+# does not offer; a mirror of a devpi index can meet it.
 _HTML_TYPES = frozenset(
-    {"text/html", "application/vnd.pypi.simple.latest+html", "application/xhtml+xml"}
+    {"text/html", "application/vnd.pypi.simple.latest+html", "application/xhtml+xml", "text_html"}
 )
 _SERIAL_COMMENT = re.compile(r"\s*SERIAL\s+(\d+)\s*\Z")
 # Good enough for a root page: one project per anchor, the text is the name.

@@ -241,7 +241,10 @@ class FakeDevpi:
         except (ValueError, UnicodeDecodeError) as error:
             raise _Refused(400, "malformed X-Devpi-Auth header") from error
         if self.tokens.get(token) != user:
-            raise _Refused(401, f"auth token for {user!r} expired or invalid")
+            # As devpi and pkgmirror: a Location (the login URL) marks stale credentials.
+            raise _Refused(
+                401, f"auth token for {user!r} expired or invalid", {"Location": "/+login"}
+            )
         return user
 
     def _route(self, req: Recorded, root: str) -> _Reply:

@@ -222,6 +222,10 @@ class UpstreamProcess:
     def unyank(self, filename: str) -> None:
         self._control("POST", "yank", {"filename": filename, "yanked": False})
 
+    def set_status(self, project: str, status: str | None, reason: str | None = None) -> None:
+        """Mark a project's PEP 792 status on its pages (None: back to no status)."""
+        self._control("POST", "status", {"project": project, "status": status, "reason": reason})
+
     def set_auth(self, user: str | None, password: str | None = None) -> None:
         """Require HTTP Basic credentials on pages and files from now on (None: no more)."""
         self._control("POST", "auth", {} if user is None else {"user": user, "password": password})

@@ -46,6 +46,8 @@ Control endpoints:
 ``POST /_control/add``        rescan DIR (after adding or removing files)
 ``POST /_control/yank``       JSON ``{"filename": F, "reason": "..."}`` marks F yanked (PEP 592);
                               ``{"filename": F, "yanked": false}`` takes it back
+``POST /_control/status``     JSON ``{"project": P, "status": "quarantined", "reason": "..."}``
+                              marks a project (PEP 792) on its pages; ``"status": null`` clears
 ``POST /_control/auth``       JSON ``{"user": U, "password": P}`` requires those credentials
                               from now on; ``{}`` stops requiring any
 
@@ -365,6 +367,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.gzip = use_gzip
         self.authorization: str | None = None
         self.yanked: dict[str, str] = {}
+        self.statuses: dict[str, tuple[str, str | None]] = {}
         self.catalog = Catalog(root)
         self.lock = threading.Lock()
         self.fault = Fault()
@@ -398,6 +401,22 @@ class UpstreamServer(ThreadingHTTPServer):
             catalog = self.catalog
             catalog.serial += 1
             catalog.serials[dist.project] = catalog.serial
+            self._page_cache = {}
+            return True
+
+    def set_status(self, project: str, status: str | None, reason: str | None) -> bool:
+        """Set (or with None clear) a project's PEP 792 status; False when no such project."""
+        with self.lock:
+            project = normalize(project)
+            catalog = self.catalog
+            if project not in catalog.projects:
+                return False
+            if status is None:
+                self.statuses.pop(project, None)
+            else:
+                self.statuses[project] = (status, reason)
+            catalog.serial += 1
+            catalog.serials[project] = catalog.serial
             self._page_cache = {}
             return True
 
@@ -487,6 +506,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"filename": filename, "yanked": reason})
             else:
                 self._send_json(404, {"error": f"no file {filename}"})
+        elif path == "/_control/status":
+            try:
+                data = json.loads(body or b"{}")
+                project = str(data["project"])
+                status = None if data.get("status") is None else str(data["status"])
+                reason = None if data.get("reason") is None else str(data["reason"])
+            except (ValueError, TypeError, KeyError) as e:
+                self._send_json(400, {"error": f"bad status request: {e}"})
+                return
+            if server.set_status(project, status, reason):
+                self._send_json(200, {"project": project, "status": status})
+            else:
+                self._send_json(404, {"error": f"no project {project}"})
         elif path == "/_control/auth":
             try:
                 data = json.loads(body or b"{}")
@@ -687,6 +719,7 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[bytes, str]:
         dists = catalog.projects[project]
         meta = self.server.mode == "meta"
+        status = self.server.statuses.get(project)
         if content_type == JSON_TYPE:
             files = []
             for d in dists:
@@ -710,6 +743,11 @@ class Handler(BaseHTTPRequestHandler):
                 "files": files,
                 "versions": versions,
             }
+            if status is not None:
+                marker = {"status": status[0]}
+                if status[1] is not None:
+                    marker["reason"] = status[1]
+                data["project-status"] = marker
             body = json.dumps(data, indent=1).encode()
         else:
             links = []
@@ -726,7 +764,15 @@ class Handler(BaseHTTPRequestHandler):
                 url = html.escape(self._file_url(d.filename, host, project))
                 text = html.escape(d.filename)
                 links.append(f'    <a href="{url}#sha256={d.sha256}"{attrs}>{text}</a><br>')
-            body = _html_document(f"Links for {html.escape(project)}", links)
+            head = ""
+            if status is not None:
+                head = f'    <meta name="pypi:project-status" content="{html.escape(status[0])}">\n'
+                if status[1] is not None:
+                    head += (
+                        '    <meta name="pypi:project-status-reason" '
+                        f'content="{html.escape(status[1])}">\n'
+                    )
+            body = _html_document(f"Links for {html.escape(project)}", links, head)
         return body, _page_etag(body, content_type)
 
     def _file(self, filename: str) -> Response:
@@ -919,10 +965,11 @@ def _page_etag(body: bytes, content_type: str) -> str:
     return '"' + hashlib.sha256(content_type.encode() + b"\0" + body).hexdigest()[:32] + '"'
 
 
-def _html_document(title: str, lines: list[str]) -> bytes:
+def _html_document(title: str, lines: list[str], head: str = "") -> bytes:
     return (
         "<!DOCTYPE html>\n<html>\n  <head>\n"
         '    <meta name="pypi:repository-version" content="1.1">\n'
+        f"{head}"
         f"    <title>{title}</title>\n  </head>\n  <body>\n"
         f"    <h1>{title}</h1>\n" + "\n".join(lines) + "\n  </body>\n</html>\n"
     ).encode()

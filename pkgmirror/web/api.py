@@ -18,17 +18,22 @@ from pkgmirror.names import (
     parse_dist_filename,
     version_sort_key,
 )
+from pkgmirror.releases import copy_release, normal_version
 from pkgmirror.server import Refused, Server
 from pkgmirror.web import pages
-from pkgmirror.web.upload import delete_release, yank_release
+from pkgmirror.web.upload import delete_release, uploader, yank_release
 from pkgmirror.web.util import (
     AsyncResource,
+    RedirectResource,
     absolute,
     authenticated_user,
     envelope,
     read_json,
     wants_json,
 )
+
+# Keys of a userconfig the server makes; clients that send a fetched config back include them.
+READONLY_USER_KEYS = frozenset({"username", "created", "indexes"})
 
 FEATURES = ["push-no-docs", "push-only-docs", "push-register-project", "server-keyvalue-parsing"]
 
@@ -58,7 +63,13 @@ async def require_user(request: Request, server: Server) -> str:
 
 
 async def require_owner(request: Request, server: Server, owner: str, what: str) -> str:
-    user = await require_user(request, server)
+    """
+    The user, when it is ``owner`` or root. Anyone else, anonymous included, gets devpi's 403
+    (devpi-client shows a 403's message; a 401 would make it forget a valid login).
+    """
+    user = await authenticated_user(request, server)
+    if user is None:
+        raise Refused(403, f"no permission to {what} (not logged in)")
     if user != owner and user != "root":
         raise Refused(403, f"no permission to {what}")
     return user
@@ -183,18 +194,30 @@ class UserResource(AsyncResource):
 
     async def handle_PATCH(self, request: Request) -> bytes:
         self._user()
-        await require_owner(request, self.app, self.name, f"modify user {self.name}")
         body = read_json(request)
         if not isinstance(body, dict):
             raise Refused(400, "expected a JSON object")
-        user = await self.app.modify_user(self.name, body)
-        return envelope(request, "userconfig", user_json(self.app, user))
+        what = "change password for user" if set(body) == {"password"} else "modify user"
+        await require_owner(request, self.app, self.name, f"{what} {self.name}")
+        # devpi-client's ``user -m`` and ``passwd`` send the fetched config back whole.
+        changes = {k: v for k, v in body.items() if k not in READONLY_USER_KEYS}
+        user = await self.app.modify_user(self.name, changes)
+        return envelope(request, "userconfig", user_json(self.app, user), message="user updated")
 
     async def handle_DELETE(self, request: Request) -> bytes:
         self._user()
         await require_owner(request, self.app, self.name, f"delete user {self.name}")
         if self.name == "root":
             raise Refused(403, "user root cannot be deleted")
+        kept = sorted(
+            c.name for c in self.app.indexes.values() if c.user == self.name and not c.volatile
+        )
+        if kept:
+            raise Refused(
+                403,
+                f"user {self.name!r} has non-volatile index: {', '.join(kept)} "
+                "(set volatile=True on it first)",
+            )
         await self.app.delete_user(self.name)
         return envelope(request, "userconfig", {}, message=f"user {self.name} deleted")
 
@@ -250,10 +273,18 @@ class IndexResource(AsyncResource):
         return await self._json(request, config)
 
     async def handle_DELETE(self, request: Request) -> bytes:
-        self._config()
+        config = self._config()
         await require_owner(request, self.app, self.user, f"delete index {self.key}")
+        if not config.volatile:
+            raise Refused(
+                403,
+                f"index {self.key} non-volatile, cannot delete (set volatile=True on it first)",
+            )
         await self.app.delete_index(self.key)
         return envelope(request, "indexconfig", {}, code=201, message=f"index {self.key} deleted")
+
+    async def handle_PUSH(self, request: Request) -> bytes:
+        return await push_release(request, self.app, self._config())
 
 
 def link_json(request: Request, server: Server, index_key: str, link: Link) -> dict[str, Any]:
@@ -334,6 +365,11 @@ class ProjectResource(AsyncResource):
 
     async def handle_GET(self, request: Request) -> bytes:
         project, version = self._path(request)
+        args = request.args or {}
+        if request.path.endswith(b"/") and b"ignore_bases" not in args:
+            # devpi's canonical project and version URLs have no trailing slash.
+            path = request.path.decode("utf-8", "replace").rstrip("/")
+            return RedirectResource(self.app, path).render(request)
         if not wants_json(request):
             return await pages.project(request, self.app, self.index, project, version)
         versions, hidden = await self._versions(request, project)
@@ -346,8 +382,58 @@ class ProjectResource(AsyncResource):
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        return await delete_release(request, self.app, self.index, project, version)
+        force = b"force" in (request.args or {})
+        return await delete_release(request, self.app, self.index, project, version, force=force)
 
     async def handle_PATCH(self, request: Request) -> bytes:
         project, version = self._path(request)
         return await yank_release(request, self.app, self.index, project, version)
+
+
+PUSH_OPTIONS = frozenset({"name", "version", "targetindex", "no_docs", "only_docs"})
+
+
+async def push_release(request: Request, server: Server, source: IndexConfig) -> bytes:
+    """
+    devpi's ``PUSH /USER/INDEX``: copy one release's files to another stage. The files are
+    content-addressed, so a push adds records that name the same blobs; no bytes are copied.
+    """
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise Refused(400, "expected a JSON object with name, version and targetindex")
+    name, version = body.get("name"), body.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        raise Refused(400, "push needs the name and version of a release")
+    target_key = body.get("targetindex")
+    if target_key is None:
+        raise Refused(
+            400,
+            "pushing to an external index (pypi:...) is not supported: download the files "
+            "and upload them with twine",
+        )
+    unknown = sorted(set(body) - PUSH_OPTIONS)
+    if unknown:
+        raise Refused(400, f"unknown additional options: {', '.join(unknown)}")
+    if not isinstance(target_key, str) or target_key.count("/") != 1:
+        raise Refused(400, "targetindex not in format user/index")
+    if source.is_mirror:
+        raise Refused(400, f"{source.key} is a mirror: push releases from a stage index")
+    project = normalize(name) if is_valid_project_name(name) else ""
+    wanted = {version, normal_version(version)}
+    files = [f for f in await server.release_files(source.key, project) if f.version in wanted]
+    if body.get("only_docs"):
+        files = []  # documentation is not stored: there is nothing to push
+    if not files:
+        raise Refused(404, f"no release/files found for {name} {version} on {source.key}")
+    target = server.indexes.get(target_key)
+    if target is None:
+        raise Refused(404, f"index {target_key} does not exist")
+    if target.is_mirror:
+        raise Refused(400, f"cannot push to mirror index {target_key}")
+    await uploader(request, server, target)
+    copied = await copy_release(server, files, target)
+    actions: list[list[Any]] = [[200, "register", name, version, "->", target.key]]
+    actions += [
+        [200, "store_releasefile", f"{target.key}/+f/{f.path_key}/{f.filename}"] for f in copied
+    ]
+    return envelope(request, "actionlog", actions)

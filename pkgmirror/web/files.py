@@ -7,21 +7,17 @@ producer). Mirror files not cached yet are streamed from their cache fill as it 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import treq
 from twisted.python.filepath import FilePath
 from twisted.web import static
 from twisted.web.server import NOT_DONE_YET, Request
 
-from pkgmirror.fill import FillFailed
-from pkgmirror.metadata import extract_core_metadata
+from pkgmirror.fill import FileFill, FillFailed
 from pkgmirror.mirror import Mirror
 from pkgmirror.model import IndexConfig, MirrorFile
 from pkgmirror.names import is_safe_path_segment
 from pkgmirror.server import Refused, Server
-from pkgmirror.upstream import split_credentials
 from pkgmirror.web.tail import TailProducer
 from pkgmirror.web.util import AsyncResource, wants_json
 
@@ -101,6 +97,8 @@ class FilesResource(AsyncResource):
         record = await mirror.file_record(path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
+        if await mirror.is_quarantined(record.project):
+            raise Refused(404, f"{record.project} is quarantined upstream; no files are offered")
         if metadata:
             return await self._mirror_metadata(request, mirror, record)
         if record.cached_sha256 and await self._serve_blob(
@@ -128,74 +126,43 @@ class FilesResource(AsyncResource):
         except FillFailed as e:
             raise Refused(502, f"could not fetch {filename} from the upstream: {e}") from None
         request.setHeader(b"Content-Type", b"application/octet-stream")
-        if start.length is not None:
-            request.setHeader(b"Content-Length", str(start.length).encode())
+        request.setHeader(b"Accept-Ranges", b"bytes")
         if request.method == b"HEAD":
+            # Range applies to GET only (RFC 9110 14.2): HEAD answers for the whole file.
+            if start.length is not None:
+                request.setHeader(b"Content-Length", str(start.length).encode())
             request.finish()
             return None
+        if request.getHeader(b"range") is not None:
+            # A range is answered from the verified blob, never from bytes still unchecked:
+            # the tail ranges clients ask for first need the last byte (released only once
+            # the hash matched) anyway, and later ranges find the fill done.
+            return await self._after_fill(request, fill, filename)
+        if start.length is not None:
+            request.setHeader(b"Content-Length", str(start.length).encode())
         producer = TailProducer.open(request, fill)
         if producer is None:
             # The fill committed between our look-up and now: the blob is there.
-            await fill.when_finished()
-            if fill.sha256 and await self._serve_blob(
-                request, fill.sha256, "application/octet-stream"
-            ):
-                return None
-            raise Refused(502, f"could not fetch {filename}")
+            return await self._after_fill(request, fill, filename)
         producer.start()
         return None
+
+    async def _after_fill(self, request: Request, fill: FileFill, filename: str) -> bytes | None:
+        try:
+            sha = await fill.when_stored()
+        except FillFailed as e:
+            raise Refused(502, f"could not fetch {filename} from the upstream: {e}") from None
+        if await self._serve_blob(request, sha, "application/octet-stream"):
+            return None
+        raise Refused(502, f"could not fetch {filename}")
 
     async def _mirror_metadata(
         self, request: Request, mirror: Mirror, record: MirrorFile
     ) -> bytes | None:
-        if record.metadata_sha256 and await self._serve_blob(
-            request, record.metadata_sha256, _type(True)
-        ):
-            return None
-        data = await self._metadata_from_cached_wheel(record)
-        if data is None and mirror.config.mirror_url and not mirror.settings.offline:
-            data = await self._metadata_from_upstream(mirror, record)
-        if data is None:
+        sha = await mirror.core_metadata(record)
+        if sha is None or not await self._serve_blob(request, sha, _type(True)):
             raise Refused(404, f"no core metadata for {record.filename}")
-        sha = await self.app.blobs.put_bytes(data)
-        await self.app.storage.set_mirror_file_metadata(
-            self.index.key, record.path_key, record.filename, sha
-        )
-        mirror.forget_file(record.path_key, record.filename)
-        await self._serve_blob(request, sha, _type(True))
         return None
-
-    async def _metadata_from_cached_wheel(self, record: MirrorFile) -> bytes | None:
-        if not record.cached_sha256 or not record.filename.endswith(".whl"):
-            return None
-        path = self.app.blobs.local_path(record.cached_sha256)
-        if path is None:
-            return None
-        result: bytes | None = await self.app.run_in_thread(
-            lambda: extract_core_metadata(path.path, record.filename)
-        )
-        return result
-
-    async def _metadata_from_upstream(self, mirror: Mirror, record: MirrorFile) -> bytes | None:
-        state = mirror.cached_state(record.project)
-        link = None
-        if state is not None and state.page is not None:
-            link = next((x for x in state.page.links if x.filename == record.filename), None)
-        if link is None or link.core_metadata is None:
-            return None
-        url, auth = split_credentials(record.url + METADATA_SUFFIX)
-        headers = {"Authorization": auth} if auth else {}
-        try:
-            response = await self.app.http_client.get(url, headers=headers, timeout=10)
-            if response.code != 200:
-                return None
-            data: bytes = await treq.content(response)
-        except Exception:
-            return None
-        want = link.core_metadata.get("sha256")
-        if want and hashlib.sha256(data).hexdigest() != want:
-            return None
-        return data
 
 
 def _type(metadata: bool) -> str:

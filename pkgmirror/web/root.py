@@ -65,6 +65,8 @@ class IndexSlash(Resource):
         self.name = name
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
+        if request.method == b"PUSH":
+            return api.IndexResource(self.app, self.user, self.name).render(request)
         if is_xmlrpc(request):
             # pip search posts XML-RPC here (an upload is multipart/form-data).
             return XmlRpcResource(self.app, f"{self.user}/{self.name}").render(request)

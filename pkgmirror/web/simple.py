@@ -42,7 +42,8 @@ def _choose(request: Request) -> str:
     except KeyError:
         chosen = neg.negotiate(
             accept.decode("latin-1") if accept else None,
-            fmt.decode("latin-1") if fmt else None,
+            # A "+" typed into a query string arrives as a space; no media type has one.
+            fmt.decode("latin-1").replace(" ", "+") if fmt else None,
         )
         if len(_CHOICES) >= _CHOICES_LIMIT:
             _CHOICES.clear()
@@ -52,6 +53,7 @@ def _choose(request: Request) -> str:
             406,
             "none of the offered types is acceptable: use application/vnd.pypi.simple.v1+json, "
             "application/vnd.pypi.simple.v1+html or text/html",
+            {"Vary": "Accept"},
         )
     return chosen
 
@@ -130,8 +132,13 @@ class SimpleResource(AsyncResource):
         raise Refused(405, "POST is only for .../+simple/PROJECT/refresh")
 
     def _redirect(self, request: Request, path: str) -> bytes:
+        location = absolute(request, self.app, path)
+        query = request.uri.partition(b"?")[2]
+        if query:
+            # ?format= must survive the redirect to the normalised name.
+            location += "?" + query.decode("latin-1")
         request.setResponseCode(302)
-        request.setHeader(b"Location", absolute(request, self.app, path).encode())
+        request.setHeader(b"Location", location.encode())
         return b""
 
     async def _project(self, request: Request, project: str) -> bytes:

@@ -37,6 +37,8 @@ class StatusResource(AsyncResource):
         refresher = server.refresher
         data = {
             "version": __version__,
+            # devpi's shape: `devpi --version` prints these as the server's versions.
+            "versioninfo": {"pkgmirror": __version__},
             "uuid": server.uuid,
             "uptime": round(time.time() - server.started, 1),
             "serverdir": server.serverdir,

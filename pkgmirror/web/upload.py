@@ -166,7 +166,12 @@ def _text(request: Request, message: str) -> bytes:
 
 
 async def delete_release(
-    request: Request, server: Server, config: IndexConfig, project: str, version: str | None
+    request: Request,
+    server: Server,
+    config: IndexConfig,
+    project: str,
+    version: str | None,
+    force: bool = False,
 ) -> bytes:
     """``DELETE /USER/INDEX/PROJECT[/VERSION]``: a stage's files, or a mirror's cached copies."""
     await release_manager(request, server, config)
@@ -175,7 +180,7 @@ async def delete_release(
         count = await delete_mirror_cache(server, config, project, version)
         message = f"{what}: cached copies dropped from {config.key} ({count} files)"
     else:
-        await delete_stage_releases(server, config, project, version)
+        await delete_stage_releases(server, config, project, version, force)
         message = f"{what} deleted from {config.key}"
     return envelope(request, "actionlog", [], message=message)
 

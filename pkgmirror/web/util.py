@@ -113,7 +113,14 @@ async def authenticated_user(request: Request, server: Server) -> str | None:
             raise Refused(401, "malformed X-Devpi-Auth header") from None
         check = server.check_token(token)
         if check.user is None or check.user != name:
-            raise Refused(401, f"{check.reason or 'invalid token'}: run pkgmirror login")
+            # devpi's answer to stale credentials: a 401 with a Location (the login URL) makes
+            # devpi-client forget the token and say so.
+            reason = check.reason or "invalid token"
+            raise Refused(
+                401,
+                reason if "log in" in reason else f"{reason}: log in again",
+                {"Location": absolute(request, server, "+login")},
+            )
         return check.user
     header = request.getHeader(b"authorization")
     if not header:
