@@ -20,25 +20,32 @@ from zope.interface import implementer
 
 access_log = Logger(namespace="pkgmirror.access")
 
-ACCESS_FORMAT = '{client} "{method} {path}" {status} {bytes} {ms:.1f}ms'
-ACCESS_FORMAT_LOST = ACCESS_FORMAT + " (connection lost)"
 
 # Keys twisted.python.log's legacy events carry besides their text; not worth a JSON field.
-_LEGACY_KEYS = frozenset({"message", "system", "isError", "time", "format", "why", "failure"})
+_LEGACY_KEYS = frozenset(
+    {"message", "system", "isError", "time", "format", "why", "failure", "line"}
+)
 
 
 def log_request(request: Any, took: float, complete: bool) -> None:
     """One access-log event for ``request``: who, what, the outcome, how big, how long."""
-    client = request.getClientAddress()
+    client = getattr(request.getClientAddress(), "host", None) or "-"
     agent = request.getHeader(b"user-agent")
+    method = request.method.decode("latin-1")
+    path = request.uri.decode("latin-1", "replace")
+    ms = round(took * 1000, 1)
+    # The line is formatted here, once: the logger formatting six fields from a format string
+    # cost more than serving a cached page (measured with bench/).
+    line = f'{client} "{method} {path}" {request.code} {request.sentLength} {ms:.1f}ms'
     access_log.info(
-        ACCESS_FORMAT if complete else ACCESS_FORMAT_LOST,
-        client=getattr(client, "host", None) or "-",
-        method=request.method.decode("latin-1"),
-        path=request.uri.decode("latin-1", "replace"),
+        "{line}" if complete else "{line} (connection lost)",
+        line=line,
+        client=client,
+        method=method,
+        path=path,
         status=request.code,
         bytes=request.sentLength,
-        ms=round(took * 1000, 1),
+        ms=ms,
         complete=complete,
         agent=agent.decode("latin-1", "replace") if agent else None,
     )

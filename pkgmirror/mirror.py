@@ -45,6 +45,9 @@ LATE_BATCH = 100
 
 log = Logger()
 
+# Remembered file records per mirror; past this many it starts over.
+FILE_RECORDS_LIMIT = 50000
+
 
 class Unavailable(Exception):
     """The upstream is down (or we are offline) and nothing is cached. One-line reason."""
@@ -269,7 +272,14 @@ class Mirror:
     _served: dict[str, tuple[MirrorPageState, ProjectPage]] = attrs.field(factory=dict)
     _page_fetches: Coalescer[MirrorPageState] = attrs.field(factory=Coalescer)
     _name_fetches: Coalescer[list[str]] = attrs.field(factory=Coalescer)
+    _names: list[str] | None = None
+    _names_etag: str | None = None
+    _names_fetched_at: float = 0.0
+    names_generation: int = 0
     fills: dict[tuple[str, str], FileFill] = attrs.field(factory=dict)
+    # File records by (path_key, filename), so serving a cached file costs no SQL; emptied
+    # after every write of this mirror's pages or files.
+    _file_records: dict[tuple[str, str], MirrorFile] = attrs.field(factory=dict)
     last_used: dict[str, float] = attrs.field(factory=dict)
     stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
     _probe_runs: Coalescer[ProbeOutcome | None] = attrs.field(factory=Coalescer)
@@ -416,11 +426,13 @@ class Mirror:
                     await self._storage.put_mirror_page(
                         new_state, mirror_files(self.key, probed, metadata)
                     )
+                    self._file_records.clear()
                 else:
                     await self._storage.touch_mirror_page(self.key, project, now)
             elif response.status == "missing" or response.status == "not_modified":
                 new_state = MirrorPageState(self.key, project, "missing", now)
                 await self._storage.put_mirror_page(new_state, [])
+                self._file_records.clear()
             else:
                 page = await self._parse_page(response, project)
                 # What we learnt while this fetch was under way counts too.
@@ -443,6 +455,7 @@ class Mirror:
                 await self._storage.put_mirror_page(
                     new_state, mirror_files(self.key, page, metadata)
                 )
+                self._file_records.clear()
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
@@ -464,38 +477,66 @@ class Mirror:
         return new_state
 
     async def project_names(self) -> list[str]:
-        """The upstream's project list (cached like pages); [] when it cannot be had."""
-        cached = await self._storage.get_mirror_names(self.key)
+        """
+        The upstream's project list, sorted (cached like pages); [] when it cannot be had.
+
+        The list is kept in memory and shared with every caller: never change it.
+        ``names_generation`` moves whenever a different list is returned.
+        """
+        if self._names is None:
+            await self._name_fetches.run("load", self._load_names)
         now = self._clock.seconds()
-        if cached is not None and (now < cached[2] + self.expiry or self.settings.offline):
-            return list(cached[0])
+        if self._names is not None and (
+            now < self._names_fetched_at + self.expiry or self.settings.offline
+        ):
+            return self._names
         if self.settings.offline or self._upstream is None or self.health.is_down():
-            return list(cached[0]) if cached else []
+            return self._names if self._names is not None else []
+        return await self._name_fetches.run("names", self._fetch_names)
+
+    async def _load_names(self) -> list[str]:
+        cached = await self._storage.get_mirror_names(self.key)
+        if cached is not None and self._names is None:
+            self._set_names(cached[0], cached[1], cached[2])
+        return self._names or []
+
+    def _set_names(self, names: list[str], etag: str | None, fetched_at: float) -> None:
+        self._names = names
+        self._names_etag = etag
+        self._names_fetched_at = fetched_at
+        self.names_generation += 1
+
+    async def _fetch_names(self) -> list[str]:
+        assert self._upstream is not None
         upstream = self._upstream
-
-        async def fetch() -> list[str]:
-            try:
-                response = await upstream.fetch_page(
-                    upstream.base_url, cached[1] if cached else None
-                )
-                if response.status == "not_modified" and cached is not None:
-                    await self._storage.put_mirror_names(self.key, cached[0], cached[1], now)
-                    return list(cached[0])
-                if response.status != "ok":
-                    return []
-                body, content_type = response.body, response.content_type
-                listed: ProjectList = await self._in_thread(
-                    len(body), lambda: parse_project_list(body, content_type)
-                )
-                names = sorted(set(listed.names))
-                await self._storage.put_mirror_names(self.key, names, response.etag, now)
-                self.generation += 1
-                return names
-            except (UpstreamError, ParseError) as e:
-                self.health.failed(str(e))
-                return list(cached[0]) if cached else []
-
-        return await self._name_fetches.run("names", fetch)
+        now = self._clock.seconds()
+        try:
+            response = await upstream.fetch_page(upstream.base_url, self._names_etag)
+            if response.status == "not_modified" and self._names is not None:
+                await self._storage.put_mirror_names(self.key, self._names, self._names_etag, now)
+                self._names_fetched_at = now
+                return self._names
+            if response.status != "ok":
+                return self._names if self._names is not None else []
+            etag = response.etag
+            body, content_type = response.body, response.content_type
+            del response
+            listed: ProjectList = await self._in_thread(
+                len(body), lambda: parse_project_list(body, content_type)
+            )
+            body = b""  # the body can go before the sort
+            names = list(listed.names)
+            del listed
+            names.sort()
+            # Sorted, so duplicates are neighbours: cheaper than a set of a million names.
+            names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+            await self._storage.put_mirror_names(self.key, names, etag, now)
+            self._set_names(names, etag, now)
+            self.generation += 1
+            return names
+        except (UpstreamError, ParseError) as e:
+            self.health.failed(str(e))
+            return self._names if self._names is not None else []
 
     # probes: sizes, times and core metadata of files the upstream page does not describe
     def _wants_probe(self, link: Link, now: float) -> bool:
@@ -581,6 +622,7 @@ class Mirror:
         self._states[state.project] = state
         self.generation += 1
         await self._storage.put_mirror_page(state, mirror_files(self.key, state.page, metadata))
+        self._file_records.clear()
 
     async def _probe(self, link: Link) -> ProbeOutcome | None:
         return await self._probe_runs.run(link.url, lambda: self._probe_now(link))
@@ -648,6 +690,7 @@ class Mirror:
         await self._storage.set_mirror_file_metadata(
             self.key, record.path_key, record.filename, sha
         )
+        self._file_records.clear()
         state = self._states.get(record.project)
         if state is not None and state.page is not None:
             outcome = ProbeOutcome(None, None, sha)
@@ -672,6 +715,7 @@ class Mirror:
                 await self._storage.set_mirror_file_metadata(
                     self.key, record.path_key, record.filename, metadata_sha
                 )
+                self._file_records.clear()
         state = self._states.get(record.project)
         if state is None or state.page is None:
             return
@@ -697,6 +741,22 @@ class Mirror:
         return [name for name, _ in await self._storage.list_mirror_pages(self.key)]
 
     # files
+    async def file_record(self, path_key: str, filename: str) -> MirrorFile | None:
+        """The stored record of a file this mirror lists, None when it lists no such file."""
+        key = (path_key, filename)
+        record = self._file_records.get(key)
+        if record is None:
+            record = await self._storage.get_mirror_file(self.key, path_key, filename)
+            if record is not None:
+                if len(self._file_records) >= FILE_RECORDS_LIMIT:
+                    self._file_records.clear()
+                self._file_records[key] = record
+        return record
+
+    def forget_file(self, path_key: str, filename: str) -> None:
+        """Drop the remembered record after its stored one changed."""
+        self._file_records.pop((path_key, filename), None)
+
     def start_fill(self, record: MirrorFile) -> FileFill:
         """The fill under way for that file, or a new one."""
         key = (record.path_key, record.filename)
@@ -756,6 +816,7 @@ class Mirror:
             await self._storage.set_mirror_file_cached(
                 self.key, record.path_key, record.filename, digest, fill.spool.size, when
             )
+            self._file_records.clear()
             await self._learn_from_blob(record, digest, fill.spool.size)
         except Exception:
             log.failure("storing {url} failed", url=record.url)

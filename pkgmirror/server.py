@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -35,6 +35,9 @@ from pkgmirror.upstream import Upstream
 
 log = Logger()
 T = TypeVar("T")
+
+# Merged pages kept per (index, project); past this many the cache starts over.
+_PAGE_CACHE_LIMIT = 20000
 
 RunInThread = Callable[[Callable[[], T]], "Deferred[T]"]
 
@@ -85,6 +88,10 @@ class Server:
     started: float = attrs.field(factory=time.time)
     _release_cache: dict[tuple[str, str], list[ReleaseFile]] = attrs.field(factory=dict)
     _order_cache: dict[str, list[IndexConfig]] = attrs.field(factory=dict)
+    _page_cache: dict[tuple[str, str], ResolvedPage] = attrs.field(factory=dict)
+    _names_cache: dict[str, tuple[tuple[Any, ...], list[str]]] = attrs.field(factory=dict)
+    # Stage file records per index by (path_key, filename), so serving one costs no SQL.
+    _file_records: dict[str, dict[tuple[str, str], ReleaseFile]] = attrs.field(factory=dict)
     render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
         factory=dict
     )
@@ -126,6 +133,8 @@ class Server:
     def _changed(self) -> None:
         self.generation += 1
         self._order_cache.clear()
+        self._names_cache.clear()
+        self._file_records.clear()
 
     def _install_index(self, config: IndexConfig) -> None:
         self.indexes[config.key] = config
@@ -336,6 +345,20 @@ class Server:
             self._release_cache[cache_key] = files
         return files
 
+    async def release_file(self, index: str, path_key: str, filename: str) -> ReleaseFile | None:
+        """The record of a stage's file, None when the stage has no such file."""
+        records = self._file_records.setdefault(index, {})
+        record = records.get((path_key, filename))
+        if record is None:
+            generation = self.generation
+            record = await self.storage.get_release_file(index, path_key, filename)
+            # A change while the query ran may have made the answer stale: do not keep it.
+            if record is not None and generation == self.generation:
+                if len(records) >= _PAGE_CACHE_LIMIT:
+                    records.clear()
+                records[(path_key, filename)] = record
+        return record
+
     def release_files_changed(self, index: str, project: str, present: bool) -> None:
         self._release_cache.pop((index, project), None)
         projects = self.stage_projects.setdefault(index, set())
@@ -386,32 +409,50 @@ class Server:
         if not order:
             raise Refused(404, f"index {key} does not exist")
         private = is_private(order, project)
-        pages: list[ProjectPage | None] = []
-        versions: list[Any] = [self.generation]
+        # Each source is (config, mirror state or stage files or None); ``versions`` says which
+        # data they hold, so an unchanged page is not merged again on every request.
+        sources: list[tuple[IndexConfig, Any]] = []
+        versions: list[Any] = [self.generation, fetch]
         unavailable: Unavailable | None = None
         no_upstream: NoUpstream | None = None
         for config in order:
             if config.is_mirror:
                 mirror = self.mirrors[config.key]
                 if private is not None or not fetch:
-                    pages.append(None)
+                    sources.append((config, None))
+                    versions.append(None)
                     continue
                 try:
                     state = await mirror.get_state(project)
                 except Unavailable as e:
                     unavailable = unavailable or e
-                    pages.append(None)
+                    sources.append((config, None))
+                    versions.append(None)
                     continue
                 except NoUpstream as e:
                     no_upstream = no_upstream or e
-                    pages.append(None)
+                    sources.append((config, None))
+                    versions.append(None)
                     continue
                 versions.append((mirror.generation, id(state)))
-                pages.append(mirror.served(state))
+                sources.append((config, state))
             else:
-                files = await self.release_files(config.key, project)
-                pages.append(self.stage_page(config.key, project, files))
+                sources.append((config, await self.release_files(config.key, project)))
         now = self.clock.seconds()
+        if order[0].min_release_age:
+            versions.append(int(now // 60))
+        page_key = (key, project, *versions)
+        hit = self._page_cache.get((key, project))
+        if hit is not None and hit.key == page_key:
+            return hit
+        pages: list[ProjectPage | None] = []
+        for config, source in sources:
+            if source is None:
+                pages.append(None)
+            elif config.is_mirror:
+                pages.append(self.mirrors[config.key].served(source))
+            else:
+                pages.append(self.stage_page(config.key, project, source))
         merged, hidden = merge_pages(project, order, pages, now)
         yanks = [self.stage_yanks.get(c.key, {}).get(project) for c in order if not c.is_mirror]
         merged = apply_yanks(merged, [y for y in yanks if y])
@@ -425,8 +466,6 @@ class Server:
                 for c in order
                 if c.is_mirror
             )
-        if order[0].min_release_age:
-            versions.append(int(now // 60))
         if not merged.links and all(p is None for p in pages):
             if unavailable is not None:
                 raise Refused(
@@ -441,21 +480,49 @@ class Server:
                     404, f"{project} is private on {key} (pattern {private!r}); no mirror is asked"
                 )
             raise Refused(404, f"project {project} not found on {key}")
-        return ResolvedPage(merged, tuple(hidden), (key, project, *versions))
+        resolved = ResolvedPage(merged, tuple(hidden), page_key)
+        if len(self._page_cache) >= _PAGE_CACHE_LIMIT:
+            self._page_cache.clear()
+        self._page_cache[(key, project)] = resolved
+        return resolved
 
     async def project_names(self, key: str) -> list[str]:
-        """Every project the index and its bases list, de-duplicated and sorted."""
-        names: set[str] = set()
+        """Every project the index and its bases list, de-duplicated and sorted (shared)."""
+        return (await self.project_list(key))[1]
+
+    async def project_list(self, key: str) -> tuple[tuple[Any, ...], list[str]]:
+        """
+        ``(version, names)``: the project_names of ``key`` and a value that changes whenever
+        they do. The list is kept and shared (never change it): with a mirror of a million
+        names, a copy per request would cost more than the request.
+        """
+        sources: list[Iterable[str]] = []
+        ready: list[str] | None = None  # a source that is sorted and unique already
+        version: list[Any] = [key, self.generation]
         for config in self.order(key):
             if config.is_mirror:
                 mirror = self.mirrors[config.key]
                 if config.mirror_no_project_list:
-                    names.update(await mirror.cached_projects())
+                    cached = await mirror.cached_projects()
+                    sources.append(cached)
+                    version.append((mirror.generation, len(cached)))
                 else:
-                    names.update(await mirror.project_names())
+                    ready = await mirror.project_names()
+                    sources.append(ready)
+                    version.append((mirror.generation, mirror.names_generation))
             else:
-                names.update(self.stage_projects.get(config.key, ()))
-        return sorted(names)
+                sources.append(self.stage_projects.get(config.key, ()))
+        hit = self._names_cache.get(key)
+        if hit is not None and hit[0] == tuple(version):
+            return hit
+        present = [s for s in sources if s]
+        if len(present) == 1 and present[0] is ready:
+            names = ready
+        else:
+            names = sorted(set().union(*present))
+        result = (tuple(version), names)
+        self._names_cache[key] = result
+        return result
 
     def own_projects(self, key: str) -> list[str]:
         return sorted(self.stage_projects.get(key, ()))

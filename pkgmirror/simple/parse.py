@@ -98,9 +98,9 @@ def parse_project_page(
     return _parse_html_page(body.decode(charset, errors="replace"), base_url, name)
 
 
-def _load_json(body: bytes) -> dict[str, Any]:
+def _load_json(body: bytes, object_pairs_hook: Any = None) -> dict[str, Any]:
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=object_pairs_hook)
     except (ValueError, RecursionError) as e:
         raise ParseError(f"invalid JSON: {e}") from None
     if not isinstance(document, dict):
@@ -392,6 +392,26 @@ def _parse_html_page(text: str, base_url: str | None, name: str) -> ProjectPage:
     )
 
 
+def _list_object(pairs: list[tuple[str, Any]]) -> Any:
+    """
+    A root page's ``{"name": ...}`` object read as just its name: a million dicts would cost
+    their memory and, freed, leave it scattered between the names that stay.
+    """
+    for key, value in pairs:
+        if key == "name":
+            return _Name(value) if not isinstance(value, str) else value
+    return dict(pairs)
+
+
+class _Name:
+    """A ``name`` that is no string (so no name): kept apart from real names."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
 def parse_project_list(body: bytes, content_type: str) -> ProjectList:
     """
     An upstream root page's project names, as written (not normalised), in page order.
@@ -401,17 +421,11 @@ def parse_project_list(body: bytes, content_type: str) -> ProjectList:
     """
     fmt, charset = _format_of(content_type, body)
     if fmt == "json":
-        document = _load_json(body)
+        document = _load_json(body, _list_object)
         projects = document.get("projects")
         if not isinstance(projects, list):
             raise ParseError("JSON root page has no 'projects' list")
-        return ProjectList(
-            names=[
-                entry["name"]
-                for entry in projects
-                if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"]
-            ]
-        )
+        return ProjectList(names=[entry for entry in projects if isinstance(entry, str) and entry])
     names = []
     for raw in _LIST_ANCHOR.findall(body.decode(charset, errors="replace")):
         found = (html.unescape(raw) if "&" in raw else raw).strip()

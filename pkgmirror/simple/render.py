@@ -13,6 +13,7 @@ it from the upload, mirrors from the upstream's JSON or from the cached blob).
 from __future__ import annotations
 
 import functools
+import io
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -215,27 +216,54 @@ def render_list(names: Iterable[str], media_type: str) -> bytes:
     raise ValueError(f"not a simple page media type: {media_type!r}")
 
 
+# Root pages are written in blocks of this many names: a million names then cost the page's
+# bytes once, not a list of a million strings, their join and its encoding on top.
+_LIST_BLOCK = 4096
+
+
 def render_list_html(names: Iterable[str], title: str = "Simple index") -> bytes:
     """
     The PEP 503 root page: one ``<a href="NORMALIZED/">NAME</a><br>`` per name, in the order given.
 
     The href uses the normalised name so clients reach the project without a redirect.
     """
-    parts = [_head(_esc(title))]
-    append = parts.append
+    out = io.BytesIO()
+    out.write(_head(_esc(title)).encode("utf-8", errors="xmlcharrefreplace"))
+    block: list[str] = []
+    append = block.append
     for name in names:
         text = _esc(name)
         href = _esc(normalize(name))
         append(f'    <a href="{href}/">{text}</a><br>\n')
-    append(_TAIL)
-    return "".join(parts).encode("utf-8", errors="xmlcharrefreplace")
+        if len(block) >= _LIST_BLOCK:
+            out.write("".join(block).encode("utf-8", errors="xmlcharrefreplace"))
+            block.clear()
+    block.append(_TAIL)
+    out.write("".join(block).encode("utf-8", errors="xmlcharrefreplace"))
+    return out.getvalue()
 
 
 def render_list_json(names: Iterable[str]) -> bytes:
     """The PEP 691 root page: ``{"meta": {"api-version": "1.1"}, "projects": [{"name": ..}]}``."""
-    return _dumps(
-        {"meta": {"api-version": API_VERSION_FULL}, "projects": [{"name": n} for n in names]}
-    )
+    out = io.BytesIO()
+    out.write(_dumps({"meta": {"api-version": API_VERSION_FULL}, "projects": []})[:-2])
+    block: list[dict[str, str]] = []
+    separator = b""
+    for name in names:
+        block.append({"name": name})
+        if len(block) >= _LIST_BLOCK:
+            out.write(separator + _dumps_list(block))
+            separator = b","
+            block.clear()
+    if block:
+        out.write(separator + _dumps_list(block))
+    out.write(b"]}")
+    return out.getvalue()
+
+
+def _dumps_list(items: list[dict[str, str]]) -> bytes:
+    """The JSON of ``items`` without the brackets."""
+    return _ENCODER.encode(items)[1:-1].encode("utf-8", errors="backslashreplace")
 
 
 # The documents are trees we just built, so the circular-reference check is wasted time.

@@ -79,7 +79,7 @@ class FilesResource(AsyncResource):
     async def _stage_file(
         self, request: Request, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.app.storage.get_release_file(self.index.key, path_key, filename)
+        record = await self.app.release_file(self.index.key, path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if wants_json(request) and not metadata:
@@ -94,7 +94,7 @@ class FilesResource(AsyncResource):
     async def _mirror_file(
         self, request: Request, mirror: Mirror, path_key: str, filename: str, metadata: bool
     ) -> bytes | None:
-        record = await self.app.storage.get_mirror_file(self.index.key, path_key, filename)
+        record = await mirror.file_record(path_key, filename)
         if record is None:
             raise Refused(404, f"no file {filename} on {self.index.key}")
         if await mirror.is_quarantined(record.project):

@@ -352,8 +352,8 @@ async def name_index(server: Server, config: IndexConfig) -> search_pages.NameIn
         elif config.mirror_no_project_list:
             names = await mirror.cached_projects()
         else:
-            names = await mirror.project_names()
-            names += await mirror.cached_projects()
+            # project_names() is the mirror's own shared list: never extend it in place.
+            names = [*await mirror.project_names(), *await mirror.cached_projects()]
         if len(names) > BUILD_IN_THREAD_ABOVE:
             built: search_pages.NameIndex = await server.run_in_thread(
                 lambda: search_pages.NameIndex(names)

@@ -29,14 +29,25 @@ PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
 _RENDER_CACHE_LIMIT = 20000
 
 
+# Clients send a handful of distinct Accept headers; parsing each one once is enough.
+_CHOICES: dict[tuple[bytes | None, bytes | None], str | None] = {}
+_CHOICES_LIMIT = 1000
+
+
 def _choose(request: Request) -> str:
     accept = request.getHeader(b"accept")
     fmt = request.args.get(b"format", [None])[0] if request.args else None
-    chosen = neg.negotiate(
-        accept.decode("latin-1") if accept else None,
-        # A "+" typed into a query string arrives as a space; no media type has one.
-        fmt.decode("latin-1").replace(" ", "+") if fmt else None,
-    )
+    try:
+        chosen = _CHOICES[accept, fmt]
+    except KeyError:
+        chosen = neg.negotiate(
+            accept.decode("latin-1") if accept else None,
+            # A "+" typed into a query string arrives as a space; no media type has one.
+            fmt.decode("latin-1").replace(" ", "+") if fmt else None,
+        )
+        if len(_CHOICES) >= _CHOICES_LIMIT:
+            _CHOICES.clear()
+        _CHOICES[accept, fmt] = chosen
     if chosen is None:
         raise Refused(
             406,
@@ -140,13 +151,8 @@ class SimpleResource(AsyncResource):
 
     async def _list(self, request: Request) -> bytes:
         fmt = _choose(request)
-        names = await self.app.project_names(self.index.key)
-        mirrors = tuple(
-            self.app.mirrors[c.key].generation
-            for c in self.app.order(self.index.key)
-            if c.is_mirror
-        )
-        key = (self.index.key, "+list", self.app.generation, mirrors, len(names))
+        version, names = await self.app.project_list(self.index.key)
+        key = (self.index.key, "+list", *version)
         renderer = render_list_json if fmt == neg.JSON_V1 else render_list_html
         body, etag = _cached_render(self.app, key, fmt, lambda: renderer(names))
         return _answer(request, body, etag, fmt)

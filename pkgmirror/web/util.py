@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from pkgmirror import __version__
 from pkgmirror.server import Refused, Server
@@ -210,12 +212,46 @@ def render_async(
 def finish(request: Request, body: bytes) -> None:
     if request.finished or getattr(request, "_disconnected", False):
         return
-    if request.method == b"HEAD":
-        request.setHeader(b"Content-Length", str(len(body)).encode())
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    if request.method == b"HEAD" or not body:
+        request.finish()
+    elif len(body) > BodyProducer.CHUNK:
+        BodyProducer(request, body).start()
     else:
-        request.setHeader(b"Content-Length", str(len(body)).encode())
         request.write(body)
-    request.finish()
+        request.finish()
+
+
+@implementer(IPullProducer)
+class BodyProducer:
+    """
+    Writes a big body (a root page of a million names) in slices as the client reads. One
+    ``write`` of it all would make the transport join it into a copy of its own.
+    """
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, request: Request, body: bytes) -> None:
+        self._request = request
+        self._body = body
+        self._sent = 0
+
+    def start(self) -> None:
+        self._request.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self._sent >= len(self._body):
+            self._request.unregisterProducer()
+            self._request.finish()
+            self._body = b""
+            return
+        chunk = self._body[self._sent : self._sent + self.CHUNK]
+        self._sent += len(chunk)
+        self._request.write(chunk)
+
+    def stopProducing(self) -> None:
+        self._sent = len(self._body)
+        self._body = b""
 
 
 def abort(request: Request) -> None:
