@@ -268,6 +268,8 @@ class Mirror:
     _run_in_thread: Callable[[Callable[[], Any]], Deferred[Any]] | None = None
     health: UpstreamHealth = attrs.field(init=False)
     generation: int = 0
+    # Pages fetched before this time came from another upstream (mirror_url changed): stale.
+    stale_before: float = 0.0
     _states: dict[str, MirrorPageState] = attrs.field(factory=dict)
     _served: dict[str, tuple[MirrorPageState, ProjectPage]] = attrs.field(factory=dict)
     _page_fetches: Coalescer[MirrorPageState] = attrs.field(factory=Coalescer)
@@ -319,6 +321,8 @@ class Mirror:
         return self.settings.default_expiry
 
     def is_fresh(self, state: MirrorPageState) -> bool:
+        if state.fetched_at < self.stale_before:
+            return False
         return self._clock.seconds() < state.fetched_at + self.expiry
 
     def _no_upstream(self) -> NoUpstream:

@@ -162,6 +162,9 @@ class Server:
                 mirror.health = old.health
                 mirror.last_used = old.last_used
                 mirror.stats = old.stats
+            elif old is not None:
+                # A new upstream: what the old one said is revalidated before it is served again.
+                mirror.stale_before = self.clock.seconds()
             self.mirrors[config.key] = mirror
         else:
             self.mirrors.pop(config.key, None)

@@ -318,3 +318,20 @@ def test_a_recreated_index_does_not_list_the_old_ones_files(rig: Rig, deleted: s
     rig.run(s.create_index("alice", "local", {}))
     gone = rig.refused(s.project_page("alice/local", "corp-tool"))
     assert gone.code == 404
+
+
+def test_a_new_mirror_url_is_asked_before_the_old_upstreams_pages_are_served(rig: Rig) -> None:
+    s = rig.server
+    json_type = "application/vnd.pypi.simple.v1+json"
+    rig.site.route("/simple/demo/", answer(upstream_page("demo", "demo-1.0.tar.gz"), json_type))
+    rig.site.route(
+        "/other/simple/demo/", answer(upstream_page("demo", "demo-2.0.tar.gz"), json_type)
+    )
+    rig.run(s.create_index("root", "pypi", {"type": "mirror", "mirror_url": UPSTREAM}))
+    first = rig.run(s.project_page("root/pypi", "demo")).page
+    assert [link.filename for link in first.links] == ["demo-1.0.tar.gz"]
+    # Well within the cache expiry, the mirror is pointed at another upstream.
+    rig.clock.advance(10)
+    rig.run(s.modify_index("root/pypi", ["mirror_url=http://127.0.0.1:8080/other/simple/"]))
+    again = rig.run(s.project_page("root/pypi", "demo")).page
+    assert [link.filename for link in again.links] == ["demo-2.0.tar.gz"]
