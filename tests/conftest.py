@@ -108,6 +108,13 @@ def pip(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
     )
 
 
+def download(env: dict[str, str], index_url: str, *requirements: str, dest: Path) -> set[str]:
+    """``pip download --no-deps`` from ``index_url`` into ``dest``, which must succeed."""
+    result = pip(env, "download", "--no-deps", "-d", str(dest), "-i", index_url, *requirements)
+    assert result.returncode == 0, result.stderr
+    return {p.name for p in dest.iterdir()}
+
+
 def stored_blobs(serverdir: Path, *, core_metadata: bool = False) -> list[Path]:
     """
     Committed blobs in a server directory (not the spool of partial downloads): package files,

@@ -18,6 +18,7 @@ from tests.conftest import (
     INTRANET,
     PUBLIC,
     configure_indexes,
+    download,
     fill,
     init_server,
     pip,
@@ -27,10 +28,6 @@ from tests.conftest import (
 pytestmark = pytest.mark.e2e
 
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
-
-
-def files_in(path: Path) -> set[str]:
-    return {p.name for p in path.iterdir()}
 
 
 def page(server: ServerProcess, index: str, project: str) -> dict:
@@ -54,20 +51,8 @@ def test_stage_over_two_mirrors_online_then_offline(
         index_url = server.url + "root/local/+simple/"
 
         first = tmp_path / "first"
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(first),
-            "-i",
-            index_url,
-            "shared-pkg",
-            "private-pkg",
-        )
-        assert result.returncode == 0, result.stderr
         # The greatest version of any base wins: 4.0 is only on the public mirror.
-        assert files_in(first) == {
+        assert download(pip_env, index_url, "shared-pkg", "private-pkg", dest=first) == {
             "shared_pkg-4.0-py3-none-any.whl",
             "private_pkg-1.1-py3-none-any.whl",
         }
@@ -84,21 +69,9 @@ def test_stage_over_two_mirrors_online_then_offline(
         assert "/root/pypi/+f/" in urls["shared_pkg-4.0-py3-none-any.whl"]
         assert all(not u.startswith("http") for u in urls.values()), "links must be relative"
 
-        # An older version from the intranet mirror, and an sdist.
+        # An older version, which only the intranet mirror has.
         older = tmp_path / "older"
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(older),
-            "-i",
-            index_url,
-            "shared-pkg==3.0",
-            "public-pkg",
-        )
-        assert result.returncode == 0, result.stderr
-        assert files_in(older) == {
+        assert download(pip_env, index_url, "shared-pkg==3.0", "public-pkg", dest=older) == {
             "shared_pkg-3.0-py3-none-any.whl",
             "public_pkg-1.0-py3-none-any.whl",
         }
@@ -120,33 +93,11 @@ def test_stage_over_two_mirrors_online_then_offline(
         up_intranet.stop()
         up_public.stop()
         offline = tmp_path / "offline"
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(offline),
-            "-i",
-            index_url,
-            "shared-pkg",
-            "private-pkg",
-        )
-        assert result.returncode == 0, result.stderr
-        assert files_in(offline) == {
+        assert download(pip_env, index_url, "shared-pkg", "private-pkg", dest=offline) == {
             "shared_pkg-4.0-py3-none-any.whl",
             "private_pkg-1.1-py3-none-any.whl",
         }
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(offline),
-            "-i",
-            index_url,
-            "shared-pkg==3.0",
-        )
-        assert result.returncode == 0, result.stderr
+        download(pip_env, index_url, "shared-pkg==3.0", dest=offline)
         install = pip(
             pip_env,
             "install",
@@ -173,19 +124,8 @@ def test_stage_over_two_mirrors_online_then_offline(
     # All of it survives a restart, with the upstreams still gone.
     with ServerProcess.start(serverdir, "--request-timeout", "3") as server:
         again = tmp_path / "again"
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(again),
-            "-i",
-            server.url + "root/local/+simple/",
-            "shared-pkg",
-            "private-pkg",
-        )
-        assert result.returncode == 0, result.stderr
-        assert files_in(again) == {
+        local = server.url + "root/local/+simple/"
+        assert download(pip_env, local, "shared-pkg", "private-pkg", dest=again) == {
             "shared_pkg-4.0-py3-none-any.whl",
             "private_pkg-1.1-py3-none-any.whl",
         }
@@ -202,31 +142,11 @@ def test_black_holed_upstream_does_not_make_pip_wait(
         serverdir, "--mirror-cache-expiry", "0", "--request-timeout", "30"
     ) as server:
         index_url = server.url + "root/pypi/+simple/"
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(tmp_path / "a"),
-            "-i",
-            index_url,
-            "shared-pkg",
-        )
-        assert result.returncode == 0, result.stderr
+        download(pip_env, index_url, "shared-pkg", dest=tmp_path / "a")
         up.set_fault("hang")
         started = time.monotonic()
         for attempt in range(3):
-            result = pip(
-                pip_env,
-                "download",
-                "--no-deps",
-                "-d",
-                str(tmp_path / f"b{attempt}"),
-                "-i",
-                index_url,
-                "shared-pkg",
-            )
-            assert result.returncode == 0, result.stderr
+            download(pip_env, index_url, "shared-pkg", dest=tmp_path / f"b{attempt}")
         # Three pip runs against an upstream that never answers, each far below its 30 s timeout.
         assert time.monotonic() - started < 20
         up.stop()
@@ -244,18 +164,9 @@ def test_pass_through_mirror_redirects_files_and_keeps_nothing(
         )
         assert status == 200, body
         assert json.loads(body)["result"]["mirror_use_external_urls"] is True
-        result = pip(
-            pip_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(tmp_path / "d"),
-            "-i",
-            server.url + "root/pypi/+simple/",
-            "public-pkg",
-        )
-        assert result.returncode == 0, result.stderr
-        assert files_in(tmp_path / "d") == {"public_pkg-1.0-py3-none-any.whl"}
+        assert download(
+            pip_env, server.url + "root/pypi/+simple/", "public-pkg", dest=tmp_path / "d"
+        ) == {"public_pkg-1.0-py3-none-any.whl"}
         # pip got the bytes from the upstream itself, after our redirect.
         assert "/files/public_pkg-1.0-py3-none-any.whl" in [e["path"] for e in up.log()]
         files = page(server, "root/pypi", "public-pkg")["files"]

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 
 from pkgmirror.testing.dists import build_wheel
-from pkgmirror.testing.processes import UpstreamProcess
+from pkgmirror.testing.processes import UpstreamProcess, wait_for
 from pkgmirror.testing.server import ServerProcess
 from tests.conftest import init_server, stored_blobs
 
@@ -71,16 +71,6 @@ def raw_get(server: ServerProcess, path: str) -> tuple[int, int | None, bytes, b
         complete = False
     conn.close()
     return response.status, int(length) if length else None, body, complete
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    """The store commits a fill just after its last byte went out: allow it a moment."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def upstream_hits(up: UpstreamProcess, prefix: str) -> int:
@@ -143,7 +133,8 @@ def test_wrong_upstream_hash_never_completes_and_stores_nothing(setup) -> None:
     up.clear_fault()
     status, _, body, complete = raw_get(server, path)
     assert status == 200 and complete and hashlib.sha256(body).hexdigest() == sha
-    assert wait_for(lambda: len(stored_blobs(serverdir)) == 1)
+    # The store commits a fill just after its last byte went out: allow it a moment.
+    wait_for(lambda: len(stored_blobs(serverdir)) == 1, "the fill to be committed", timeout=5)
 
 
 def test_truncated_upstream_body_stores_nothing_then_next_request_succeeds(setup) -> None:

@@ -29,7 +29,7 @@ from pkgmirror.testing.dists import build_sdist, build_wheel
 from pkgmirror.testing.processes import UpstreamProcess, clean_client_env
 from pkgmirror.testing.server import ServerProcess
 from pkgmirror.testing.uploads import multipart, upload_body, upload_fields
-from tests.conftest import ROOT_PASSWORD, fill, init_server, pip, stored_blobs
+from tests.conftest import ROOT_PASSWORD, download, fill, init_server, pip, stored_blobs
 
 pytestmark = pytest.mark.e2e
 
@@ -513,18 +513,7 @@ def test_dependency_confusion(env: Env, tmp_path: Path) -> None:
 
     def downloaded(project: str, index: str = "root/local") -> set[str]:
         dest = tmp_path / f"d{time.monotonic_ns()}"
-        result = pip(
-            env.client_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(dest),
-            "-i",
-            env.simple(index),
-            project,
-        )
-        assert result.returncode == 0, result.stderr
-        return {p.name for p in dest.iterdir()}
+        return download(env.client_env, env.simple(index), project, dest=dest)
 
     # The upstream's 9.9 is hidden by the upload, on root/local and on a stage built on it.
     assert downloaded("confused-pkg") == {local.name}
@@ -624,20 +613,10 @@ def test_yanks(env: Env, tmp_path: Path) -> None:
 
 
 def test_deleting_a_mirrors_cached_files(env: Env, tmp_path: Path) -> None:
-    def download(dest: Path) -> None:
-        result = pip(
-            env.client_env,
-            "download",
-            "--no-deps",
-            "-d",
-            str(dest),
-            "-i",
-            env.simple("root/pypi"),
-            "mirrored-pkg==1.0",
-        )
-        assert result.returncode == 0, result.stderr
+    def fetch(dest: Path) -> None:
+        download(env.client_env, env.simple("root/pypi"), "mirrored-pkg==1.0", dest=dest)
 
-    download(tmp_path / "d")
+    fetch(tmp_path / "d")
     wheel_sha = hashlib.sha256(
         (tmp_path / "d" / "mirrored_pkg-1.0-py3-none-any.whl").read_bytes()
     ).hexdigest()
@@ -647,7 +626,7 @@ def test_deleting_a_mirrors_cached_files(env: Env, tmp_path: Path) -> None:
     ok(env.server.request("DELETE", "root/pypi/mirrored-pkg/1.0", auth=ROOT))
     assert wheel_sha not in {p.name for p in stored_blobs(env.server.serverdir)}
     env.upstream.reset_log()
-    download(tmp_path / "again")
+    fetch(tmp_path / "again")
     assert "/files/mirrored_pkg-1.0-py3-none-any.whl" in [e["path"] for e in env.upstream.log()]
     ok(env.server.request("DELETE", "root/pypi/mirrored-pkg", auth=ROOT))
     assert wheel_sha not in {p.name for p in stored_blobs(env.server.serverdir)}

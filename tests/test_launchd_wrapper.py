@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from pkgmirror.testing.processes import alive, wait_for
+
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "killpg"), reason="process groups and POSIX signals are needed"
 )
@@ -73,29 +75,6 @@ def wrapper_command(*arguments: str) -> list[str]:
     return [sys.executable, str(WRAPPER), *arguments]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # An orphan reparented to a PID 1 that does not reap stays a zombie: dead all the same.
-    status = Path(f"/proc/{pid}/stat")
-    try:
-        return status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def ignore_sigint_before_exec() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -124,7 +103,11 @@ class Child:
             preexec_fn=ignore_sigint_before_exec if ignore_sigint else None,
         )
         ready = Path(f"{self.record}.ready")
-        wait_for(lambda: ready.exists() or self.wrapper.poll() is not None, "the child to start")
+        wait_for(
+            lambda: ready.exists() or self.wrapper.poll() is not None,
+            "the child to start",
+            timeout=TIMEOUT,
+        )
         self.ready: dict[str, Any] = json.loads(ready.read_text()) if ready.exists() else {}
 
     def signals(self) -> list[str]:
@@ -257,7 +240,7 @@ def test_server_that_ignores_the_stop_request_is_killed_after_the_grace_period(
     running = child(mode="ignore", env={"PKGMIRROR_LAUNCHD_KILL_AFTER": str(grace)})
     asked = time.monotonic()
     running.wrapper.send_signal(signal.SIGTERM)
-    wait_for(lambda: running.signals() != [], "the stop request to arrive")
+    wait_for(lambda: running.signals() != [], "the stop request to arrive", timeout=TIMEOUT)
     # A second request within the grace period is not forwarded again.
     running.wrapper.send_signal(signal.SIGTERM)
     assert running.status() == 128 + signal.SIGKILL
@@ -285,7 +268,11 @@ def test_unusable_grace_period_is_reported_and_the_default_used(
 def test_what_the_server_leaves_in_its_group_is_killed(child: Callable[..., Child]) -> None:
     running = child(code=0, mode="grandchild")
     assert running.status() == 0
-    wait_for(lambda: not alive(running.ready["grandchild"]), "the leftover process to die")
+    wait_for(
+        lambda: not alive(running.ready["grandchild"]),
+        "the leftover process to die",
+        timeout=TIMEOUT,
+    )
 
 
 def test_missing_command_exits_127(tmp_path: Path) -> None:
@@ -407,7 +394,11 @@ def stop_with(command: list[str], cwd: Path, port: int, signum: int) -> tuple[in
         preexec_fn=default_sigint,
     )
     try:
-        wait_for(lambda: listening(port) or process.poll() is not None, "the server to listen")
+        wait_for(
+            lambda: listening(port) or process.poll() is not None,
+            "the server to listen",
+            timeout=TIMEOUT,
+        )
         assert process.poll() is None, process.communicate()[0]
         process.send_signal(signum)
         output = process.communicate(timeout=TIMEOUT)[0]

@@ -27,6 +27,7 @@ from pkgmirror.metadata import (
     member_bytes,
 )
 from pkgmirror.testing.dists import build_wheel
+from pkgmirror.testing.inmemory import serve_bytes
 from pkgmirror.upstream import FileProbe, Upstream
 
 
@@ -132,19 +133,7 @@ class RangeServer(Resource):
         data = path.read_bytes()
         request.setHeader(b"Last-Modified", b"Tue, 01 Jan 2019 00:00:00 GMT")
         request.setHeader(b"Accept-Ranges", b"bytes")
-        spec = (request.getHeader(b"range") or b"").decode()
-        if spec.startswith("bytes="):
-            first_text, _, last_text = spec[len("bytes=") :].partition("-")
-            if first_text:
-                first = int(first_text)
-                last = min(int(last_text), len(data) - 1) if last_text else len(data) - 1
-            else:
-                first, last = max(0, len(data) - int(last_text)), len(data) - 1
-            request.setResponseCode(206)
-            request.setHeader(b"Content-Range", f"bytes {first}-{last}/{len(data)}".encode())
-            data = data[first : last + 1]
-        request.setHeader(b"Content-Length", str(len(data)).encode())
-        return b"" if request.method == b"HEAD" else data
+        return serve_bytes(request, data)
 
 
 def run(stub: StubTreq, coro: Any) -> Any:

@@ -36,6 +36,7 @@ from pkgmirror.stage import merge_pages
 from pkgmirror.storage.blobs import FileBlobStore
 from pkgmirror.storage.threads import run_synchronously
 from pkgmirror.testing.dists import build_sdist, build_wheel
+from pkgmirror.testing.inmemory import serve_bytes
 from pkgmirror.testing.memory import MemoryBlobStore, MemoryStorage
 from pkgmirror.upstream import Upstream
 
@@ -81,19 +82,7 @@ class BareUpstream(Resource):
     def file(self, request: Request) -> bytes:
         data = (self.directory / request.path.decode().rsplit("/", 1)[1]).read_bytes()
         request.setHeader(b"Last-Modified", MODIFIED.encode())
-        spec = (request.getHeader(b"range") or b"").decode()
-        if spec.startswith("bytes=") and self.ranges:
-            first_text, _, last_text = spec[len("bytes=") :].partition("-")
-            if first_text:
-                first = int(first_text)
-                last = min(int(last_text), len(data) - 1) if last_text else len(data) - 1
-            else:
-                first, last = max(0, len(data) - int(last_text)), len(data) - 1
-            request.setResponseCode(206)
-            request.setHeader(b"Content-Range", f"bytes {first}-{last}/{len(data)}".encode())
-            data = data[first : last + 1]
-        request.setHeader(b"Content-Length", str(len(data)).encode())
-        return b"" if request.method == b"HEAD" else data
+        return serve_bytes(request, data, ranges=self.ranges)
 
     def release(self) -> None:
         held, self.held = self.held, []

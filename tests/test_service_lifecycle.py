@@ -16,14 +16,14 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pkgmirror.testing.dists import build_wheel
-from pkgmirror.testing.processes import UpstreamProcess, free_port
+from pkgmirror.testing.processes import UpstreamProcess, alive, free_port, wait_for
 from pkgmirror.testing.server import ServerProcess, server_env, twistd_path
 from tests.conftest import ROOT_PASSWORD, init_server, stored_blobs
 
@@ -55,28 +55,6 @@ def upstream(wheels: dict[str, Path]) -> Iterator[UpstreamProcess]:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A daemon's parent is PID 1, which may be slow to reap it: a zombie is dead all the same.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def accepts(port: int) -> bool:
@@ -197,7 +175,7 @@ def start_daemon(serverdir: Path, port: int, pidfile: Path, logfile: Path) -> in
     )
     assert result.returncode == 0, result.stdout + result.stderr
     # twistd's first process exits once the daemon has started its services.
-    wait_for(lambda: accepts(port), "the daemon to listen")
+    wait_for(lambda: accepts(port), "the daemon to listen", timeout=TIMEOUT)
     pid = int(pidfile.read_text())
     assert alive(pid)
     return pid
@@ -241,7 +219,7 @@ def test_daemon_finishes_a_big_download_and_a_cache_fill_on_sigterm(
         assert filling.status == 200 and filling.complete
         assert filling.digest.hexdigest() == sha256_of(wheels["slow-pkg"])
 
-        wait_for(lambda: not alive(pid), "the daemon to exit")
+        wait_for(lambda: not alive(pid), "the daemon to exit", timeout=TIMEOUT)
         killed = True
     finally:
         if not killed and alive(pid):
@@ -277,14 +255,14 @@ def test_stale_pid_files_do_not_stop_a_start(tmp_path: Path) -> None:
         assert second.returncode != 0
         assert f"Another twistd server is running, PID {pid}" in second.stderr
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not alive(pid), "the daemon to die")
+        wait_for(lambda: not alive(pid), "the daemon to die", timeout=TIMEOUT)
         assert pidfile.read_text().strip() == str(pid)
 
         pid = start_daemon(serverdir, port, pidfile, logfile)
         assert get(port, "+api")[0] == 200
         assert f"removed the stale pid file {pidfile} (pid" in logfile.read_text()
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not alive(pid), "the daemon to exit")
+        wait_for(lambda: not alive(pid), "the daemon to exit", timeout=TIMEOUT)
         assert not pidfile.exists()
 
         # After a reboot the pid in the file may belong to anything: here, a sleep.
@@ -294,7 +272,7 @@ def test_stale_pid_files_do_not_stop_a_start(tmp_path: Path) -> None:
             pid = start_daemon(serverdir, port, pidfile, logfile)
             assert alive(other.pid)
             os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), "the daemon to exit")
+            wait_for(lambda: not alive(pid), "the daemon to exit", timeout=TIMEOUT)
         finally:
             other.kill()
             other.wait()
@@ -304,7 +282,7 @@ def test_stale_pid_files_do_not_stop_a_start(tmp_path: Path) -> None:
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGTERM)
-            wait_for(lambda: not alive(pid), "the daemon to exit")
+            wait_for(lambda: not alive(pid), "the daemon to exit", timeout=TIMEOUT)
     assert not pidfile.exists()
 
 
@@ -411,7 +389,9 @@ def test_twist_runs_the_plugin(tmp_path: Path, log_format: str) -> None:
         command, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        wait_for(lambda: accepts(port) or process.poll() is not None, "twist to listen")
+        wait_for(
+            lambda: accepts(port) or process.poll() is not None, "twist to listen", timeout=TIMEOUT
+        )
         assert get(port, "+api")[0] == 200
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=TIMEOUT)[0]

@@ -125,3 +125,23 @@ def answer(
 def never(request: Request) -> int:
     """A handler that reads the request and never answers."""
     return NOT_DONE_YET
+
+
+def serve_bytes(request: Request, data: bytes, *, ranges: bool = True) -> bytes:
+    """
+    Answers with ``data`` as a file server would: one ``bytes=a-b``, ``a-`` or ``-n`` range as
+    206 when ``ranges``, Content-Length, and no body for HEAD.
+    """
+    spec = (request.getHeader(b"range") or b"").decode()
+    if ranges and spec.startswith("bytes="):
+        first_text, _, last_text = spec[len("bytes=") :].partition("-")
+        if first_text:
+            first = int(first_text)
+            last = min(int(last_text), len(data) - 1) if last_text else len(data) - 1
+        else:
+            first, last = max(0, len(data) - int(last_text)), len(data) - 1
+        request.setResponseCode(206)
+        request.setHeader(b"Content-Range", f"bytes {first}-{last}/{len(data)}".encode())
+        data = data[first : last + 1]
+    request.setHeader(b"Content-Length", str(len(data)).encode())
+    return b"" if request.method == b"HEAD" else data
