@@ -869,7 +869,3 @@ async def _within(work: Deferred[Any], clock: IReactorTime, seconds: float) -> b
     finally:
         if timer.active():
             timer.cancel()
-
-
-def names_of(states: Iterable[MirrorPageState]) -> list[str]:
-    return sorted(s.project for s in states if s.status == "ok")
