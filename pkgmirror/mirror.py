@@ -6,13 +6,14 @@ upstream request per page or file however many clients want it at once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from pkgmirror.coalesce import Coalescer
@@ -36,11 +37,9 @@ from pkgmirror.upstream import FileStart, PageResponse, Upstream, UpstreamError
 T = TypeVar("T")
 # Upstream bodies bigger than this are parsed in a thread (a 10,000-file page takes ~200 ms).
 PARSE_IN_THREAD_BYTES = 256 * 1024
-# A file whose probe failed is probed again on a revalidation after this many seconds; one whose
-# wheel had no readable METADATA (or an upstream without Range support), after a day.
+# A file whose probe failed is probed again on a revalidation after this many seconds.
 PROBE_RETRY_SECONDS = 60.0
-PROBE_RETRY_UNREADABLE = 86400.0
-# Probes that finish after the page was served reach it this many at a time.
+# Background probe results reach a page this many at a time (and when its files are done).
 LATE_BATCH = 100
 
 log = Logger()
@@ -70,12 +69,17 @@ class MirrorSettings:
     stale_grace: float = 1.0
     backoff_min: float = 5.0
     backoff_max: float = 120.0
-    # Files an upstream lists without size (or, wheels, without core metadata) are probed with
-    # HEAD / range requests when a page is fetched: this many at once per mirror, and the page
-    # fetch waits this long for them before it answers with what is known (the rest finish in
-    # the background and show on later requests).
+    # Files an upstream lists without a size are probed with HEAD (size, Last-Modified as the
+    # upload time). Those of the newest ``eager_versions`` versions, the ones resolvers look at,
+    # when the page is fetched: this many at once per mirror, and the fetch waits this long for
+    # them before it answers with what is known. Older files are probed in the background, at
+    # most ``background_probe_rate`` a second, so a cold page never costs hundreds of upstream
+    # requests. A wheel's core metadata is never probed ahead: every wheel advertises it and the
+    # first request for it reads it out of the upstream wheel with range requests.
     probe_concurrency: int = 8
     probe_wait: float = 3.0
+    eager_versions: int = 3
+    background_probe_rate: float = 20.0
 
 
 @attrs.define
@@ -138,13 +142,21 @@ def file_href(index_key: str, path_key: str, filename: str) -> str:
     return f"../../../../{index_key}/+f/{path_key}/{quote(filename)}"
 
 
-def with_first_seen(page: ProjectPage, previous: ProjectPage | None, now: float) -> ProjectPage:
-    """Links without an upstream upload time get the time we first saw them, kept forever."""
+def with_first_seen(
+    page: ProjectPage,
+    previous: ProjectPage | None,
+    now: float,
+    awaiting: Container[str] = (),
+) -> ProjectPage:
+    """
+    Links without an upstream upload time get the time we first saw them, kept forever; not
+    those whose probe (upstream URLs in ``awaiting``) may still bring their Last-Modified.
+    """
     seen = {link.filename: link.upload_time for link in previous.links} if previous else {}
     stamp = iso_time(now)
     links = [
         link
-        if link.upload_time
+        if link.upload_time or link.url in awaiting
         else attrs.evolve(link, upload_time=seen.get(link.filename) or stamp)
         for link in page.links
     ]
@@ -158,6 +170,18 @@ class ProbeOutcome:
     size: int | None
     last_modified: float | None
     metadata_sha256: str | None
+
+
+@attrs.frozen
+class CoreMetadata:
+    """A wheel's core metadata: its blob's sha256, and the bytes while the blob is written."""
+
+    sha256: str
+    data: bytes | None = None
+
+
+# A probe that failed, or learnt nothing new.
+NOTHING_LEARNT = ProbeOutcome(None, None, None)
 
 
 def carry_forward(page: ProjectPage, previous: ProjectPage | None) -> ProjectPage:
@@ -232,16 +256,35 @@ def mirror_files(
     ]
 
 
-def _newest_first(links: Iterable[Link]) -> list[Link]:
-    def key(link: Link) -> Any:
-        versions = derive_versions([link])
-        return version_sort_key(versions[0]) if versions else version_sort_key("0")
-
-    return sorted(links, key=key, reverse=True)
+def _version_key(link: Link) -> Any:
+    versions = derive_versions([link])
+    return version_sort_key(versions[0]) if versions else version_sort_key("0")
 
 
-def served_page(index_key: str, page: ProjectPage) -> ProjectPage:
-    """The upstream page with links pointing at our file URLs."""
+def split_newest(links: Iterable[Link], versions: int) -> tuple[list[Link], list[Link]]:
+    """
+    ``links`` newest version first, split into those of the newest ``versions`` versions and
+    the rest (the order within a version is kept).
+    """
+    ordered = sorted(links, key=_version_key, reverse=True)
+    keys: list[Any] = []
+    cut = len(ordered)
+    for i, link in enumerate(ordered):
+        key = _version_key(link)
+        if not keys or keys[-1] != key:
+            if len(keys) == versions:
+                cut = i
+                break
+            keys.append(key)
+    return ordered[:cut], ordered[cut:]
+
+
+def served_page(index_key: str, page: ProjectPage, promise_metadata: bool = False) -> ProjectPage:
+    """
+    The upstream page with links pointing at our file URLs. With ``promise_metadata`` every
+    wheel advertises core metadata (PEP 658 ``true`` until we hold it and know its hash): we
+    read it out of the wheel when it is first asked for.
+    """
     return attrs.evolve(
         page,
         links=[
@@ -249,6 +292,13 @@ def served_page(index_key: str, page: ProjectPage) -> ProjectPage:
                 link,
                 url=file_href(index_key, path_key_for(link), link.filename),
                 origin=index_key,
+                core_metadata=(
+                    {}
+                    if promise_metadata
+                    and link.core_metadata is None
+                    and link.filename.endswith(".whl")
+                    else link.core_metadata
+                ),
             )
             for link in page.links
         ],
@@ -285,10 +335,18 @@ class Mirror:
     last_used: dict[str, float] = attrs.field(factory=dict)
     stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
     _probe_runs: Coalescer[ProbeOutcome | None] = attrs.field(factory=Coalescer)
-    _metadata_runs: Coalescer[str | None] = attrs.field(factory=Coalescer)
+    _metadata_runs: Coalescer[CoreMetadata | None] = attrs.field(factory=Coalescer)
+    # Core metadata just read, served from memory while its blob is being written.
+    _fresh_metadata: dict[tuple[str, str], CoreMetadata] = attrs.field(factory=dict)
     _probe_slots: DeferredSemaphore = attrs.field(init=False)
     _probed: dict[str, float] = attrs.field(factory=dict)
     _outcomes: dict[str, ProbeOutcome] = attrs.field(factory=dict)
+    # Files waiting for a background probe: upstream URL -> (project, link), in queue order.
+    _background: dict[str, tuple[str, Link]] = attrs.field(factory=dict)
+    _background_running: bool = False
+    # Upstream URLs whose probe is queued or under way: their upload time may still come.
+    _awaiting: set[str] = attrs.field(factory=set)
+    stopped: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.health = UpstreamHealth(self._clock, self.settings)
@@ -347,7 +405,9 @@ class Mirror:
         hit = self._served.get(state.project)
         if hit is not None and hit[0] is state:
             return hit[1]
-        page = served_page(self.key, state.page)
+        page = served_page(
+            self.key, state.page, promise_metadata=not self.config.mirror_use_external_urls
+        )
         self._served[state.project] = (state, page)
         return page
 
@@ -357,6 +417,12 @@ class Mirror:
             state = await self._storage.get_mirror_page(self.key, project)
             if state is not None:
                 self._states[project] = state
+                if state.page is not None:
+                    # Background probes a restart interrupted go on.
+                    now = self._clock.seconds()
+                    self._queue_background(
+                        project, [x for x in state.page.links if self._wants_probe(x, now)]
+                    )
         return state
 
     async def get_state(self, project: str) -> MirrorPageState:
@@ -444,7 +510,7 @@ class Mirror:
                 previous = current.page if current is not None else None
                 page = carry_forward(page, previous)
                 page, metadata = await self._probe_page(project, page)
-                page = with_first_seen(page, previous, self._clock.seconds())
+                page = with_first_seen(page, previous, self._clock.seconds(), self._awaiting)
                 new_state = MirrorPageState(
                     self.key,
                     project,
@@ -456,10 +522,10 @@ class Mirror:
                 )
                 if state is None or state.page != page or state.status != "ok":
                     self.generation += 1
-                await self._storage.put_mirror_page(
-                    new_state, mirror_files(self.key, page, metadata)
-                )
+                # The answer does not wait for the write: the state is served from memory, and
+                # file look-ups that miss memory queue behind the write on the storage thread.
                 self._file_records.clear()
+                self._after(self._put_page(new_state, metadata), "storing a page")
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
@@ -542,19 +608,32 @@ class Mirror:
             self.health.failed(str(e))
             return self._names if self._names is not None else []
 
-    # probes: sizes, times and core metadata of files the upstream page does not describe
+    # probes: sizes and times of files the upstream page does not describe
     def _wants_probe(self, link: Link, now: float) -> bool:
-        lacks = link.size is None or (link.filename.endswith(".whl") and link.core_metadata is None)
-        return lacks and now >= self._probed.get(link.url, 0.0)
+        return link.size is None and now >= self._probed.get(link.url, 0.0)
+
+    def _may_probe(self) -> bool:
+        # A pass-through mirror keeps no bytes, not even metadata: clients go upstream.
+        return not (
+            self._upstream is None
+            or self.settings.offline
+            or self.config.mirror_use_external_urls
+            or self.stopped
+        )
+
+    def _remember(self, url: str, outcome: ProbeOutcome) -> None:
+        if len(self._outcomes) > 100_000:
+            self._outcomes.clear()
+        self._outcomes[url] = outcome
 
     async def _probe_page(
         self, project: str, page: ProjectPage
     ) -> tuple[ProjectPage, dict[str, str]]:
         """
-        Probes the files of ``page`` that lack a size or (wheels) core metadata, newest versions
-        first, waiting at most ``probe_wait`` seconds. Returns the page with what was learnt by
-        then, and the core metadata blobs stored (upstream URL -> sha256). Probes still running
-        then go on and update the cached page every ``LATE_BATCH`` results and when all are done.
+        Probes the files of ``page`` that lack a size: those of the newest ``eager_versions``
+        versions now, waiting at most ``probe_wait`` seconds, the rest in the background. Returns
+        the page with what was learnt by then, and the core metadata blobs known (upstream URL ->
+        sha256). Probes still running then update the cached page when they are done.
         """
         now = self._clock.seconds()
         # Probes of an earlier fetch whose results did not reach the page (it was replaced).
@@ -563,55 +642,96 @@ class Mirror:
         }
         page = apply_probes(page, known)
         metadata = {url: o.metadata_sha256 for url, o in known.items() if o.metadata_sha256}
-        if self._upstream is None or self.settings.offline or self.config.mirror_use_external_urls:
-            # A pass-through mirror keeps no bytes, not even metadata: clients go upstream.
+        if not self._may_probe():
             return page, metadata
         targets = [link for link in page.links if self._wants_probe(link, now)]
-        if not targets:
+        eager, later = split_newest(targets, self.settings.eager_versions)
+        self._queue_background(project, later)
+        if not eager:
             return page, metadata
         outcomes: dict[str, ProbeOutcome] = {}
-        progress = {"late": 0, "applied": 0}
-
-        def apply_late() -> None:
-            progress["applied"] = len(outcomes)
-            d = Deferred.fromCoroutine(self._apply_late(project, dict(outcomes)))
-            d.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
+        self._awaiting.update(link.url for link in eager)
 
         async def one(link: Link) -> None:
             outcome = await self._probe(link)
+            outcomes[link.url] = outcome or NOTHING_LEARNT
             if outcome is not None:
-                outcomes[link.url] = outcome
-                if len(self._outcomes) > 100_000:
-                    self._outcomes.clear()
-                self._outcomes[link.url] = outcome
-                if progress["late"] and len(outcomes) - progress["applied"] >= LATE_BATCH:
-                    apply_late()
+                self._remember(link.url, outcome)
 
         work = DeferredList(
-            [Deferred.fromCoroutine(one(link)) for link in _newest_first(targets)],
-            consumeErrors=True,
+            [Deferred.fromCoroutine(one(link)) for link in eager], consumeErrors=True
         )
-        finished = await _within(work, self._clock, self.settings.probe_wait)
-        if not finished:
+        if not await _within(work, self._clock, self.settings.probe_wait):
             log.info(
                 "{project}: {n} files still being probed on {index}; the page is served without",
                 project=project,
-                n=len(targets) - len(outcomes),
+                n=len(eager) - len(outcomes),
                 index=self.key,
             )
-            progress["late"] = 1
-            work.addCallback(lambda _: apply_late())
-        snapshot = dict(outcomes)
-        metadata.update(
-            {url: o.metadata_sha256 for url, o in snapshot.items() if o.metadata_sha256}
-        )
-        return apply_probes(page, snapshot), metadata
+
+            def apply_late(_: object) -> None:
+                d = Deferred.fromCoroutine(self._apply_late(project, dict(outcomes)))
+                d.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
+
+            work.addCallback(apply_late)
+        # With what background probes of this page learnt meanwhile.
+        learnt = {x.url: self._outcomes[x.url] for x in page.links if x.url in self._outcomes}
+        learnt.update(outcomes)
+        self._awaiting.difference_update(outcomes)
+        return apply_probes(page, learnt), metadata
+
+    def _queue_background(self, project: str, links: Iterable[Link]) -> None:
+        if self.settings.background_probe_rate <= 0 or not self._may_probe():
+            return
+        for link in links:
+            if link.url not in self._background:
+                self._background[link.url] = (project, link)
+                self._awaiting.add(link.url)
+        if self._background and not self._background_running:
+            self._background_running = True
+            d = Deferred.fromCoroutine(self._run_background())
+            d.addErrback(lambda f: log.failure("background probes of {i}", f, i=self.key))
+
+    async def _run_background(self) -> None:
+        """Probes the queued files one at a time, paced, updating each page as it completes."""
+        done: dict[str, ProbeOutcome] = {}
+        project = ""
+        try:
+            while self._background and not self.stopped:
+                if self.health.is_down():
+                    await deferLater(self._clock, self.health.retry_after())
+                    continue
+                url, (next_project, link) = next(iter(self._background.items()))
+                if done and (next_project != project or len(done) >= LATE_BATCH):
+                    await self._apply_late(project, done)
+                    done = {}
+                project = next_project
+                outcome = await self._probe(link)
+                self._background.pop(url, None)
+                if outcome is not None:
+                    self._remember(url, outcome)
+                done[url] = outcome or NOTHING_LEARNT
+                await deferLater(self._clock, 1.0 / self.settings.background_probe_rate)
+        finally:
+            self._background_running = False
+        if done and not self.stopped:
+            await self._apply_late(project, done)
+
+    def stop(self) -> None:
+        """This object is being replaced (config change, deletion): no more background work."""
+        self.stopped = True
+        self._background.clear()
+        self._awaiting.clear()
 
     async def _apply_late(self, project: str, outcomes: Mapping[str, ProbeOutcome]) -> None:
+        # A page fetch under way picks these up from _outcomes.
+        self._awaiting.difference_update(outcomes)
         state = self._states.get(project)
-        if state is None or state.page is None:
+        if state is None or state.page is None or self.stopped:
             return
         page = apply_probes(state.page, outcomes)
+        # Files whose probe brought no Last-Modified are stamped now.
+        page = with_first_seen(page, None, self._clock.seconds(), self._awaiting)
         if page == state.page:
             return
         await self._store_page(attrs.evolve(state, page=page), outcomes)
@@ -635,36 +755,38 @@ class Mirror:
         upstream = self._upstream
         assert upstream is not None
         await self._probe_slots.acquire()
-        retry = PROBE_RETRY_SECONDS
         try:
-            want_metadata = link.filename.endswith(".whl") and link.core_metadata is None
-            probe = await upstream.probe_file(link.url, link.filename, metadata=want_metadata)
-            if want_metadata and probe.metadata is None:
-                retry = PROBE_RETRY_UNREADABLE
+            probe = await upstream.probe_file(link.url, link.filename, metadata=False)
         except UpstreamError as e:
             log.info("probing {url} failed: {e}", url=link.url, e=str(e))
+            return None
+        except Exception:
+            # A probe is never worth more than the page: what it failed to learn stays unknown.
+            log.failure("probing {url}", url=link.url)
             return None
         finally:
             if len(self._probed) > 100_000:
                 self._probed.clear()
-            self._probed[link.url] = self._clock.seconds() + retry
+            self._probed[link.url] = self._clock.seconds() + PROBE_RETRY_SECONDS
             self._probe_slots.release()
-        sha = await self._blobs.put_bytes(probe.metadata) if probe.metadata is not None else None
-        return ProbeOutcome(probe.size, probe.last_modified, sha)
+        return ProbeOutcome(probe.size, probe.last_modified, None)
 
-    async def core_metadata(self, record: MirrorFile) -> str | None:
+    async def core_metadata(self, record: MirrorFile) -> CoreMetadata | None:
         """
-        The sha256 of the stored core metadata of a mirrored wheel, getting it now when needed:
-        from the cached wheel, the upstream's PEP 658 file (hash-checked), or range requests
-        into the upstream wheel. None when it cannot be had. The page advertises it from then on.
+        The core metadata of a mirrored wheel, getting it now when needed: from the cached
+        wheel, the upstream's PEP 658 file (hash-checked), range requests into the upstream
+        wheel, or else the whole wheel, cached. None when it cannot be had. The page advertises
+        its hash from then on.
         """
         if record.metadata_sha256:
-            return record.metadata_sha256
+            return CoreMetadata(record.metadata_sha256)
         if not record.filename.endswith(".whl"):
             return None
-        return await self._metadata_runs.run(
-            (record.path_key, record.filename), lambda: self._get_core_metadata(record)
-        )
+        key = (record.path_key, record.filename)
+        fresh = self._fresh_metadata.get(key)
+        if fresh is not None:
+            return fresh
+        return await self._metadata_runs.run(key, lambda: self._get_core_metadata(record))
 
     def _link(self, record: MirrorFile) -> Link | None:
         state = self._states.get(record.project)
@@ -672,10 +794,11 @@ class Mirror:
             return None
         return next((x for x in state.page.links if x.filename == record.filename), None)
 
-    async def _get_core_metadata(self, record: MirrorFile) -> str | None:
+    async def _get_core_metadata(self, record: MirrorFile) -> CoreMetadata | None:
         link = self._link(record)
         want = link.core_metadata.get("sha256") if link and link.core_metadata else None
         data = await self._metadata_from_cache(record)
+        learnt = NOTHING_LEARNT
         upstream = self._upstream
         if data is None and upstream is not None and not self.settings.offline:
             if link is not None and link.core_metadata is not None:
@@ -685,23 +808,85 @@ class Mirror:
                     data = None
             if data is None:
                 try:
-                    data = (await upstream.probe_file(record.url, record.filename)).metadata
+                    probe = await upstream.probe_file(record.url, record.filename)
                 except UpstreamError:
-                    data = None
+                    probe = None
+                if probe is not None:
+                    data = probe.metadata
+                    learnt = ProbeOutcome(probe.size, probe.last_modified, None)
+                    if probe.whole is not None:
+                        self._after(
+                            self._keep_whole(record, probe.whole, probe.last_modified),
+                            "caching a small file",
+                        )
+            if data is None:
+                data = await self._metadata_by_fill(record)
         if data is None or (want and hashlib.sha256(data).hexdigest() != want):
             return None
-        sha = await self._blobs.put_bytes(data)
+        found = CoreMetadata(hashlib.sha256(data).hexdigest(), data)
+        # The answer does not wait for the blob and the records: until they are written the
+        # bytes are served from memory (one storage thread runs writes in order, so later
+        # reads see them).
+        key = (record.path_key, record.filename)
+        self._fresh_metadata[key] = found
+        self._after(self._record_metadata(record, data, learnt), "recording metadata")
+        return found
+
+    async def _record_metadata(self, record: MirrorFile, data: bytes, learnt: ProbeOutcome) -> None:
+        key = (record.path_key, record.filename)
+        try:
+            sha = await self._blobs.put_bytes(data)
+        finally:
+            self._fresh_metadata.pop(key, None)
+        self._file_records[key] = attrs.evolve(record, metadata_sha256=sha)
         await self._storage.set_mirror_file_metadata(
             self.key, record.path_key, record.filename, sha
         )
-        self._file_records.clear()
         state = self._states.get(record.project)
         if state is not None and state.page is not None:
-            outcome = ProbeOutcome(None, None, sha)
+            outcome = attrs.evolve(learnt, metadata_sha256=sha)
+            self._awaiting.discard(record.url)
             page = apply_probes(state.page, {record.url: outcome})
             if page != state.page:
                 await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
-        return sha
+
+    async def _put_page(self, state: MirrorPageState, metadata: Mapping[str, str]) -> None:
+        assert state.page is not None
+        await self._storage.put_mirror_page(state, mirror_files(self.key, state.page, metadata))
+        self._file_records.clear()
+
+    def _after(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Work the answer does not wait for; its failure is logged."""
+        d = Deferred.fromCoroutine(work)
+        d.addErrback(lambda f: log.failure("{what} on {index}", f, what=what, index=self.key))
+
+    async def _keep_whole(self, record: MirrorFile, body: bytes, modified: float | None) -> None:
+        """A range answer that held the whole (small) file: cached, as a fill would."""
+        digest = hashlib.sha256(body).hexdigest()
+        if record.cached_sha256 or (record.sha256 and digest != record.sha256):
+            return
+        if (record.path_key, record.filename) in self.fills:
+            return
+        await self._blobs.put_bytes(body)
+        await self._store_cached(record, digest, len(body), modified)
+
+    async def _store_cached(
+        self, record: MirrorFile, digest: str, size: int, modified: float | None
+    ) -> None:
+        when = record.upload_time or iso_time(modified or self._clock.seconds())
+        await self._storage.set_mirror_file_cached(
+            self.key, record.path_key, record.filename, digest, size, when
+        )
+        self._file_records.clear()
+
+    async def _metadata_by_fill(self, record: MirrorFile) -> bytes | None:
+        """The upstream answers no usable ranges: the whole wheel is cached, then read."""
+        try:
+            sha = await self.start_fill(record).when_stored()
+        except Exception as e:
+            log.info("no core metadata for {f}: {e}", f=record.filename, e=str(e))
+            return None
+        return await self._metadata_from_cache(attrs.evolve(record, cached_sha256=sha))
 
     async def _learn_from_blob(self, record: MirrorFile, sha256: str, size: int) -> None:
         """
@@ -756,6 +941,11 @@ class Mirror:
                     self._file_records.clear()
                 self._file_records[key] = record
         return record
+
+    def forget_files(self) -> None:
+        """Cached copies were dropped behind our back: remembered records are stale."""
+        self._file_records.clear()
+        self._fresh_metadata.clear()
 
     def forget_file(self, path_key: str, filename: str) -> None:
         """Drop the remembered record after its stored one changed."""
@@ -812,15 +1002,8 @@ class Mirror:
         try:
             await fill.spool.commit(digest)
             fill.committed()
-            when = record.upload_time or iso_time(
-                start[0].last_modified
-                if start and start[0].last_modified
-                else self._clock.seconds()
-            )
-            await self._storage.set_mirror_file_cached(
-                self.key, record.path_key, record.filename, digest, fill.spool.size, when
-            )
-            self._file_records.clear()
+            modified = start[0].last_modified if start else None
+            await self._store_cached(record, digest, fill.spool.size, modified)
             await self._learn_from_blob(record, digest, fill.spool.size)
         except Exception:
             log.failure("storing {url} failed", url=record.url)

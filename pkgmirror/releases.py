@@ -223,6 +223,7 @@ async def delete_mirror_cache(
     await server.blob_lock.acquire()
     try:
         unreferenced = await server.storage.uncache_mirror_files(config.key, project, filenames)
+        mirror.forget_files()
         for sha in unreferenced:
             await server.blobs.delete(sha)
     finally:

@@ -148,6 +148,8 @@ class Server:
                     timeout=self.settings.request_timeout,
                 )
             old = self.mirrors.get(config.key)
+            if old is not None:
+                old.stop()
             mirror = Mirror(
                 config,
                 self.storage,
@@ -167,7 +169,9 @@ class Server:
                 mirror.stale_before = self.clock.seconds()
             self.mirrors[config.key] = mirror
         else:
-            self.mirrors.pop(config.key, None)
+            dropped = self.mirrors.pop(config.key, None)
+            if dropped is not None:
+                dropped.stop()
             self.stage_projects.setdefault(config.key, set())
         self._changed()
 
@@ -315,7 +319,9 @@ class Server:
 
     def _forget_index(self, key: str) -> None:
         self.indexes.pop(key, None)
-        self.mirrors.pop(key, None)
+        dropped = self.mirrors.pop(key, None)
+        if dropped is not None:
+            dropped.stop()
         self.stage_projects.pop(key, None)
         self.stage_yanks.pop(key, None)
         # Else an index created again under the same name would list the old one's files.

@@ -78,6 +78,8 @@ class FileProbe:
     size: int | None
     last_modified: float | None
     metadata: bytes | None = None
+    # The whole file, when a range answer held all of it (a small wheel): unverified bytes.
+    whole: bytes | None = None
 
 
 class _TooLong(Exception):
@@ -446,7 +448,8 @@ class Upstream:
         except (BadWheel, UpstreamError) as e:
             log.info("no core metadata from {url}: {e}", url=url, e=str(e))
             data = None
-        return FileProbe(tail.total, tail.last_modified, data)
+        whole = tail.body if tail.first == 0 and len(tail.body) == tail.total else None
+        return FileProbe(tail.total, tail.last_modified, data, whole)
 
     async def fetch_metadata_file(self, url: str) -> bytes | None:
         """The upstream's PEP 658 ``<url>.metadata`` file, or None when it cannot be had."""

@@ -27,7 +27,7 @@ import pytest
 
 from pkgmirror.model import parse_iso_time
 from pkgmirror.testing.dists import build_sdist, build_wheel, wheel_filename
-from pkgmirror.testing.processes import UpstreamProcess, clean_client_env
+from pkgmirror.testing.processes import UpstreamProcess, clean_client_env, wait_for
 from pkgmirror.testing.server import ServerProcess
 from pkgmirror.testing.uploads import upload_body
 from tests.conftest import ROOT_PASSWORD, init_server, pip
@@ -55,11 +55,15 @@ TREE = {
 BIG_WHEEL = ("tree-big", "1.0")
 
 
+# Wheels bigger than the tail a metadata read asks for: reading metadata is not downloading.
+TREE_PAYLOAD = 80_000
+
+
 def build_tree(root: Path) -> None:
     for (name, version), requires in TREE.items():
         when = OLD if version == "1.0" else NEW
         for path in (
-            build_wheel(root, name, version, requires_dist=requires),
+            build_wheel(root, name, version, requires_dist=requires, payload_size=TREE_PAYLOAD),
             build_sdist(root, name, version, requires_dist=requires),
         ):
             os.utime(path, (when, when))
@@ -127,16 +131,13 @@ def file_path(server: ServerProcess, index: str, project: str, url: str) -> str:
 
 def whole_downloads(up: UpstreamProcess) -> list[str]:
     """
-    Distribution files the upstream sent whole (GET without Range): probes send HEAD or Range,
-    and ``.metadata`` files are not distributions.
+    Distribution files the upstream sent whole (a plain GET, or a range covering all of it);
+    ``.metadata`` files are not distributions.
     """
     return sorted(
         e["path"].rsplit("/", 1)[1]
         for e in up.log()
-        if e["path"].startswith("/files/")
-        and not e["path"].endswith(".metadata")
-        and e["method"] == "GET"
-        and "range" not in e["headers"]
+        if e["path"].startswith("/files/") and not e["path"].endswith(".metadata") and e["whole"]
     )
 
 
@@ -180,6 +181,7 @@ def test_pages_carry_sizes_times_and_core_metadata(world: dict[str, Any], mode: 
     server: ServerProcess = world["server"]
     local, _ = fresh_indexes(world, mode)
     world["up"][mode].reset_log()
+    served: dict[str, dict[str, str]] = {}
     for project in ("tree-app", "tree-liba", "tree-libb", "tree-big"):
         page = json_page(server, local, project)
         # PEP 700: 1.1 is claimed only because every file has a size.
@@ -196,20 +198,39 @@ def test_pages_carry_sizes_times_and_core_metadata(world: dict[str, Any], mode: 
             if not name.endswith(".whl"):
                 assert "core-metadata" not in entry
                 continue
-            # PEP 658/714 under both keys, and the file is there with that hash.
+            # PEP 658/714 under both keys, and the file is there. Its hash is advertised when
+            # the upstream gave one; else the page says `true` until we read it out of the wheel.
             assert entry["core-metadata"] == entry["dist-info-metadata"]
             path = file_path(server, local, project, entry["url"]) + ".metadata"
             status, _, body = get(server, path)
             assert status == 200, body
-            assert {"sha256": hashlib.sha256(body).hexdigest()} == entry["core-metadata"]
             assert body.startswith(b"Metadata-Version:")
+            digest = {"sha256": hashlib.sha256(body).hexdigest()}
+            if mode == "meta":
+                assert entry["core-metadata"] == digest
+            else:
+                assert entry["core-metadata"] in (True, digest)
+            served[name] = digest
+
+    def hashes_advertised() -> bool:
+        for project in ("tree-app", "tree-liba", "tree-libb", "tree-big"):
+            for entry in json_page(server, local, project)["files"]:
+                if (
+                    entry["filename"] in served
+                    and entry["core-metadata"] != served[entry["filename"]]
+                ):
+                    return False
+        return True
+
+    # Once read, every page advertises the hash of exactly the bytes we serve.
+    wait_for(hashes_advertised, "pages to advertise the core metadata's hash")
     # The HTML page advertises the same metadata under both attribute names, with the meta tag.
     status, _, body = get(server, f"{local}/+simple/tree-app/", {"Accept": "text/html"})
     assert status == 200
     anchors = parse_anchors(body)
     wheels = [a for a in anchors if a["text"].endswith(".whl")]
     assert wheels and all(
-        a["data-core-metadata"].startswith("sha256=")
+        a["data-core-metadata"] == "sha256=" + served[a["text"]]["sha256"]
         and a["data-core-metadata"] == a["data-dist-info-metadata"]
         for a in wheels
     )

@@ -13,6 +13,9 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -29,6 +32,7 @@ from pkgmirror.mirror import (
     apply_probes,
     carry_forward,
     path_key_for,
+    split_newest,
     with_first_seen,
 )
 from pkgmirror.model import Link, ProjectPage, parse_iso_time
@@ -138,27 +142,71 @@ def rig(tmp_path: Path) -> Rig:
     return Rig(upstream, stub, clock, storage, blobs, mirror, tmp_path)
 
 
-def test_bare_page_gets_sizes_times_and_metadata(rig: Rig) -> None:
+def file_requests(upstream: BareUpstream) -> list[tuple[bytes, str, bytes | None]]:
+    return [r for r in upstream.requests if r[1].startswith("/files/")]
+
+
+def record_of(rig: Rig, link: Link) -> Any:
+    return rig.storage.get_mirror_file("root/pypi", path_key_for(link), link.filename).result
+
+
+def test_bare_page_gets_sizes_and_times_and_promises_metadata(rig: Rig) -> None:
     (state,) = rig.run(rig.mirror.get_state("demo"))
     assert state.page is not None
     for link in state.page.links:
         source = rig.directory / link.filename
         assert link.size == source.stat().st_size
         assert parse_iso_time(link.upload_time) == MODIFIED_TS
-        if link.filename.endswith(".whl"):
-            want = extract_core_metadata(str(source), link.filename)
-            assert want is not None
-            assert link.core_metadata == {"sha256": hashlib.sha256(want).hexdigest()}
-            assert rig.blobs.blobs[hashlib.sha256(want).hexdigest()] == want
-        else:
-            assert link.core_metadata is None
-    # Never a whole-file GET: HEAD for the sdist, ranges for the wheels.
-    files = [r for r in rig.upstream.requests if r[1].startswith("/files/")]
-    assert files and all(method == b"HEAD" or rng is not None for method, _, rng in files)
-    # The stored rows know the metadata too (the .metadata route serves from them).
-    wheel = next(x for x in state.page.links if x.filename.endswith(".whl"))
-    record = rig.storage.get_mirror_file("root/pypi", path_key_for(wheel), wheel.filename)
-    assert record.result.metadata_sha256 == wheel.core_metadata["sha256"]
+        assert link.core_metadata is None  # not read yet
+    # HEAD requests only: no byte of any file was fetched to learn that.
+    assert {m for m, _, _ in file_requests(rig.upstream)} == {b"HEAD"}
+    # What clients see: every wheel promises PEP 658 metadata (no hash yet), sdists do not.
+    served = rig.mirror.served(state)
+    assert served is not None
+    assert {x.filename: x.core_metadata for x in served.links} == {
+        "demo-1.0-py3-none-any.whl": {},
+        "demo-2.0-py3-none-any.whl": {},
+        "demo-2.0.tar.gz": None,
+    }
+
+
+def test_metadata_is_read_out_of_the_wheel_when_first_asked_for(rig: Rig) -> None:
+    build_wheel(rig.directory, "demo", "3.0", payload_size=200_000)
+    (state,) = rig.run(rig.mirror.get_state("demo"))
+    wheel = next(x for x in state.page.links if x.filename == "demo-3.0-py3-none-any.whl")
+    want = extract_core_metadata(str(rig.directory / wheel.filename), wheel.filename)
+    assert want is not None
+    rig.upstream.requests.clear()
+    (found,) = rig.run(rig.mirror.core_metadata(record_of(rig, wheel)))
+    assert found.data == want and found.sha256 == hashlib.sha256(want).hexdigest()
+    # One range request into the wheel's end; the wheel itself was not downloaded.
+    assert [(m, r) for m, _, r in file_requests(rig.upstream)] == [(b"GET", b"bytes=-61440")]
+    rig.settle()
+    # Then the blob, the record and the page know it; the page advertises the hash.
+    assert rig.blobs.blobs[found.sha256] == want
+    assert record_of(rig, wheel).metadata_sha256 == found.sha256
+    assert record_of(rig, wheel).cached_sha256 is None
+    page = rig.mirror.cached_state("demo").page
+    assert {"sha256": found.sha256} in [x.core_metadata for x in page.links]
+    assert rig.storage.get_mirror_page("root/pypi", "demo").result.page == page
+    # Asked again: no upstream request.
+    rig.upstream.requests.clear()
+    (again,) = rig.run(rig.mirror.core_metadata(record_of(rig, wheel)))
+    assert again.sha256 == found.sha256 and rig.upstream.requests == []
+
+
+def test_reading_a_small_wheels_metadata_caches_the_whole_wheel(rig: Rig) -> None:
+    (state,) = rig.run(rig.mirror.get_state("demo"))
+    wheel = next(x for x in state.page.links if x.filename == "demo-2.0-py3-none-any.whl")
+    source = (rig.directory / wheel.filename).read_bytes()
+    assert len(source) < 60 * 1024
+    rig.run(rig.mirror.core_metadata(record_of(rig, wheel)))
+    rig.settle()
+    # The range answer held all of it: verified against the page's hash and cached, so the
+    # download that usually follows costs no upstream request.
+    record = record_of(rig, wheel)
+    assert record.cached_sha256 == hashlib.sha256(source).hexdigest() == wheel.sha256
+    assert rig.blobs.blobs[record.cached_sha256] == source
 
 
 def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
@@ -169,10 +217,9 @@ def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
     rig.stub.flush()
     (state,) = results
     assert state.page is not None
-    # Served without what is not known yet; upload times are first-seen (recorded once).
-    assert all(link.size is None and link.core_metadata is None for link in state.page.links)
-    first_seen = {link.filename: link.upload_time for link in state.page.links}
-    assert all(first_seen.values())
+    # Served without what is not known yet, upload times included: the probes may still
+    # bring the upstream's Last-Modified, and a time once served is never changed.
+    assert all(link.size is None and link.upload_time is None for link in state.page.links)
     generation = rig.mirror.generation
     rig.upstream.hold_files = False
     for _ in range(10):
@@ -181,15 +228,83 @@ def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
     late = rig.mirror.cached_state("demo")
     assert late is not None and late.page is not None
     assert all(link.size is not None for link in late.page.links)
-    assert all(
-        link.core_metadata is not None for link in late.page.links if link.filename.endswith(".whl")
-    )
-    # The time recorded first stays; the page changed, so rendered copies are dropped.
-    assert {link.filename: link.upload_time for link in late.page.links} == first_seen
+    assert {parse_iso_time(link.upload_time) for link in late.page.links} == {MODIFIED_TS}
+    # The page changed, so rendered copies are dropped, and the storage has it too.
     assert rig.mirror.generation > generation
-    # The storage has it too: a restart serves the completed page.
     stored = rig.storage.get_mirror_page("root/pypi", "demo").result
     assert stored.page == late.page
+
+
+def test_old_versions_are_probed_in_the_background_paced(tmp_path: Path) -> None:
+    for version in ("1.0", "1.1", "1.2", "1.3", "2.0"):
+        build_sdist(tmp_path, "demo", version)
+    upstream = BareUpstream(tmp_path)
+    stub = StubTreq(upstream)
+    clock = Clock()
+    clock.advance(2_000_000_000)
+    storage = MemoryStorage()
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    storage.put_index(config)
+    settings = MirrorSettings(eager_versions=1, background_probe_rate=2.0)
+    mirror = Mirror(
+        config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
+    )
+    results: list[Any] = []
+    Deferred.fromCoroutine(mirror.get_state("demo")).addBoth(results.append)
+    stub.flush()
+    assert len(results) == 1
+
+    def known() -> dict[str, tuple[int | None, float | None]]:
+        page = mirror.cached_state("demo").page
+        return {
+            x.filename: (x.size, parse_iso_time(x.upload_time) if x.upload_time else None)
+            for x in page.links
+        }
+
+    # The newest version is described at once; the others have neither size nor time yet:
+    # no invented upload time while a probe may still bring the upstream's.
+    assert known()["demo-2.0.tar.gz"] == (
+        (tmp_path / "demo-2.0.tar.gz").stat().st_size,
+        MODIFIED_TS,
+    )
+    # (The first background probe may have answered already: this upstream answers at once.)
+    older = [v for k, v in known().items() if k != "demo-2.0.tar.gz"]
+    assert older.count((None, None)) >= 3
+    # Two a second, newest first; each page update is stored.
+    heads = len(file_requests(upstream))
+    for _ in range(3):
+        clock.advance(0.5)
+        stub.flush()
+    assert len(file_requests(upstream)) - heads == 3
+    clock.advance(10)
+    for _ in range(5):
+        stub.flush()
+        clock.advance(0.5)
+    assert all(size is not None and when == MODIFIED_TS for size, when in known().values())
+    assert (
+        storage.get_mirror_page("root/pypi", "demo").result.page == mirror.cached_state("demo").page
+    )
+    assert len(file_requests(upstream)) == 5  # each file probed once
+
+
+def test_a_replaced_mirror_stops_its_background_probes(tmp_path: Path) -> None:
+    for version in ("1.0", "1.1", "1.2", "2.0"):
+        build_sdist(tmp_path, "demo", version)
+    upstream = BareUpstream(tmp_path)
+    stub = StubTreq(upstream)
+    clock = Clock()
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    settings = MirrorSettings(eager_versions=1, background_probe_rate=1.0)
+    mirror = Mirror(
+        config, MemoryStorage(), MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
+    )
+    Deferred.fromCoroutine(mirror.get_state("demo"))
+    stub.flush()
+    mirror.stop()
+    before = len(file_requests(upstream))
+    clock.advance(30)
+    stub.flush()
+    assert len(file_requests(upstream)) <= before + 1  # at most the one under way
 
 
 def test_failed_probes_are_retried_on_a_304_revalidation(rig: Rig) -> None:
@@ -213,7 +328,7 @@ def test_failed_probes_are_retried_on_a_304_revalidation(rig: Rig) -> None:
     assert all(link.size is not None for link in state.page.links)
 
 
-def test_upstream_without_ranges_learns_from_the_cached_wheel(tmp_path: Path) -> None:
+def test_upstream_without_ranges_gives_metadata_from_the_cached_wheel(tmp_path: Path) -> None:
     files = tmp_path / "files"
     wheel = build_wheel(files, "big", "1.0", payload_size=300_000)
     upstream = BareUpstream(files)
@@ -238,17 +353,21 @@ def test_upstream_without_ranges_learns_from_the_cached_wheel(tmp_path: Path) ->
     stub.flush()
     (state,) = results
     (only,) = state.page.links
-    # A whole-file answer to a range request is dropped unread: nothing is known yet.
-    assert only.size is None and only.core_metadata is None
-    assert not any(m == b"GET" and r is None for m, p, r in upstream.requests if "/files/" in p)
+    assert only.size == wheel.stat().st_size and only.core_metadata is None
     record = storage.get_mirror_file("root/pypi", path_key_for(only), only.filename).result
-    fill = mirror.start_fill(record)
-    stub.flush()
-    assert fill.failure is None, fill.failure
-    assert fill.stored_sha256 is not None
-    (learnt,) = mirror.cached_state("big").page.links
+    found: list[Any] = []
+    Deferred.fromCoroutine(mirror.core_metadata(record)).addBoth(found.append)
+    for _ in range(5):
+        stub.flush()
+    # The range request was answered with the whole (too big) file, dropped unread; so the
+    # wheel was downloaded once, cached, and its METADATA read from the cache.
     want = extract_core_metadata(str(wheel), wheel.name)
-    assert learnt.size == wheel.stat().st_size
+    assert found[0].data == want
+    whole = [p for m, p, r in upstream.requests if m == b"GET" and r is None and "/files/" in p]
+    assert len(whole) == 1
+    record = storage.get_mirror_file("root/pypi", path_key_for(only), only.filename).result
+    assert record.cached_sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (learnt,) = mirror.cached_state("big").page.links
     assert learnt.core_metadata == {"sha256": hashlib.sha256(want).hexdigest()}
     assert blobs.local_path(learnt.core_metadata["sha256"]) is not None
 
@@ -310,3 +429,22 @@ def test_quarantined_page_offers_no_files() -> None:
     merged, _ = merge_pages("demo", [stage, mirror], [own, upstream_page], 0)
     assert [x.filename for x in merged.links] == ["demo-1.1.tar.gz"]
     assert merged.status is None
+
+
+@given(
+    versions=st.lists(st.sampled_from(["0.9", "1.0", "1.1", "2.0rc1", "2.0", "10.0"]), max_size=12),
+    count=st.integers(0, 4),
+)
+def test_split_newest_takes_whole_newest_versions(versions: list[str], count: int) -> None:
+    links = [link(f"demo-{v}.tar.gz", size=i) for i, v in enumerate(versions)]
+    newest, rest = split_newest(links, count)
+    assert sorted(x.size for x in newest + rest) == list(range(len(versions)))  # type: ignore[type-var]
+
+    def version(x: Link) -> Version:
+        return Version(x.filename[len("demo-") : -len(".tar.gz")])
+
+    chosen = {version(x) for x in newest}
+    assert len(chosen) == min(count, len(set(versions)))
+    assert all(version(x) < min(chosen) for x in rest) if chosen else len(rest) == len(links)
+    # Newest first.
+    assert [version(x) for x in newest] == sorted((version(x) for x in newest), reverse=True)

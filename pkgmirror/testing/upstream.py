@@ -337,6 +337,8 @@ class Response:
     offset: int = 0
     length: int | None = None
     is_file: bool = False
+    # The body is the whole file (a plain answer, or a range that covers all of it).
+    whole: bool = False
 
     @property
     def content_length(self) -> int:
@@ -604,6 +606,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.mode == "garbage":
             response = _garbage(response)
         entry["status"] = self._send(response, head=head, fault=fault)
+        # Whole-file transfers, however asked for: what tests of "no needless download" count.
+        entry["whole"] = response.whole and not head and entry["status"] in (200, 206)
 
     def _hang(self, fault: Fault) -> None:
         self.close_connection = True
@@ -818,9 +822,14 @@ class Handler(BaseHTTPRequestHandler):
                 start, end = parsed
                 length, status = end - start + 1, 206
                 headers.append(("Content-Range", f"bytes {start}-{end}/{total}"))
+        whole = start == 0 and length == total
         if path is None:
-            return Response(status, headers, body[start : start + length], is_file=True)
-        return Response(status, headers, path=path, offset=start, length=length, is_file=True)
+            return Response(
+                status, headers, body[start : start + length], is_file=True, whole=whole
+            )
+        return Response(
+            status, headers, path=path, offset=start, length=length, is_file=True, whole=whole
+        )
 
     # Sending
 

@@ -159,8 +159,14 @@ class FilesResource(AsyncResource):
     async def _mirror_metadata(
         self, request: Request, mirror: Mirror, record: MirrorFile
     ) -> bytes | None:
-        sha = await mirror.core_metadata(record)
-        if sha is None or not await self._serve_blob(request, sha, _type(True)):
+        found = await mirror.core_metadata(record)
+        if found is None:
+            raise Refused(404, f"no core metadata for {record.filename}")
+        if found.data is not None and request.getHeader(b"range") is None:
+            request.setHeader(b"Cache-Control", IMMUTABLE)
+            request.setHeader(b"Content-Type", _type(True).encode())
+            return found.data
+        if not await self._serve_blob(request, found.sha256, _type(True)):
             raise Refused(404, f"no core metadata for {record.filename}")
         return None
 
