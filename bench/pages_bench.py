@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pkgmirror.model import ReleaseFile, iso_time  # noqa: E402
+from pkgmirror.namelist import NameList  # noqa: E402
 from pkgmirror.storage.sqlite import SQLiteStorage  # noqa: E402
 from pkgmirror.storage.threads import run_synchronously  # noqa: E402
 from pkgmirror.testing.server import ServerProcess  # noqa: E402
@@ -64,7 +65,7 @@ def seed(serverdir: Path, projects: int, mirror_names: int) -> None:
                 ),
                 False,
             ).addBoth(results.append)
-    names = [f"upstream-name-{i:07d}" for i in range(mirror_names)]
+    names = NameList.of(f"upstream-name-{i:07d}" for i in range(mirror_names))
     storage.put_mirror_names("root/pypi", names, None, now + 365 * 86400).addBoth(results.append)
     failures = [r for r in results if hasattr(r, "getErrorMessage")]
     if failures:

@@ -18,6 +18,7 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from pkgmirror.model import IndexConfig, MirrorFile, MirrorPageState, ReleaseFile, User
+    from pkgmirror.namelist import NameList
 
 
 class StorageError(Exception):
@@ -168,15 +169,15 @@ class IStorage(Interface):
         again when next asked; fires with the sha256 of blobs no longer referenced.
         """
 
-    def get_mirror_names(index: str) -> Deferred[tuple[list[str], str | None, float] | None]:
-        """Deferred[tuple[list[str], str | None, float] | None]: names, etag, fetched_at."""
+    def get_mirror_names(index: str) -> Deferred[tuple[NameList, str | None, float] | None]:
+        """Deferred[tuple[NameList, str | None, float] | None]: names, etag, fetched_at."""
 
     def put_mirror_names(
-        index: str, names: Iterable[str], etag: str | None, fetched_at: float
+        index: str, names: NameList, etag: str | None, fetched_at: float
     ) -> Deferred[None]:
         """
-        Deferred[None]: replaces a mirror's upstream name list. Fails with NotFound when the
-        index does not exist.
+        Deferred[None]: replaces a mirror's upstream name list (kept as its text: a million
+        names are one string, not a million). Fails with NotFound when the index does not exist.
         """
 
     def unreferenced(sha256s: Iterable[str]) -> Deferred[list[str]]:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from pkgmirror.coalesce import Coalescer
 from pkgmirror.fill import FileFill
+from pkgmirror.heap import give_back_memory
 from pkgmirror.interfaces import IBlobStore, IStorage
 from pkgmirror.metadata import extract_core_metadata
 from pkgmirror.model import (
@@ -25,12 +26,12 @@ from pkgmirror.model import (
     Link,
     MirrorFile,
     MirrorPageState,
-    ProjectList,
     ProjectPage,
     iso_time,
 )
+from pkgmirror.namelist import NameList
 from pkgmirror.names import blob_path_parts, version_sort_key
-from pkgmirror.simple.parse import ParseError, parse_project_list, parse_project_page
+from pkgmirror.simple.parse import ParseError, parse_name_list, parse_project_page
 from pkgmirror.simple.render import derive_versions
 from pkgmirror.upstream import FileStart, PageResponse, Upstream, UpstreamError
 
@@ -323,8 +324,8 @@ class Mirror:
     _states: dict[str, MirrorPageState] = attrs.field(factory=dict)
     _served: dict[str, tuple[MirrorPageState, ProjectPage]] = attrs.field(factory=dict)
     _page_fetches: Coalescer[MirrorPageState] = attrs.field(factory=Coalescer)
-    _name_fetches: Coalescer[list[str]] = attrs.field(factory=Coalescer)
-    _names: list[str] | None = None
+    _name_fetches: Coalescer[NameList] = attrs.field(factory=Coalescer)
+    _names: NameList | None = None
     _names_etag: str | None = None
     _names_fetched_at: float = 0.0
     names_generation: int = 0
@@ -546,12 +547,10 @@ class Mirror:
         self._states[project] = new_state
         return new_state
 
-    async def project_names(self) -> list[str]:
+    async def project_names(self) -> NameList:
         """
-        The upstream's project list, sorted (cached like pages); [] when it cannot be had.
-
-        The list is kept in memory and shared with every caller: never change it.
-        ``names_generation`` moves whenever a different list is returned.
+        The upstream's project list, sorted and unique (cached like pages); empty when it cannot
+        be had. ``names_generation`` moves whenever a different list is returned.
         """
         if self._names is None:
             await self._name_fetches.run("load", self._load_names)
@@ -561,22 +560,22 @@ class Mirror:
         ):
             return self._names
         if self.settings.offline or self._upstream is None or self.health.is_down():
-            return self._names if self._names is not None else []
+            return self._names if self._names is not None else NameList()
         return await self._name_fetches.run("names", self._fetch_names)
 
-    async def _load_names(self) -> list[str]:
+    async def _load_names(self) -> NameList:
         cached = await self._storage.get_mirror_names(self.key)
         if cached is not None and self._names is None:
             self._set_names(cached[0], cached[1], cached[2])
-        return self._names or []
+        return self._names or NameList()
 
-    def _set_names(self, names: list[str], etag: str | None, fetched_at: float) -> None:
+    def _set_names(self, names: NameList, etag: str | None, fetched_at: float) -> None:
         self._names = names
         self._names_etag = etag
         self._names_fetched_at = fetched_at
         self.names_generation += 1
 
-    async def _fetch_names(self) -> list[str]:
+    async def _fetch_names(self) -> NameList:
         assert self._upstream is not None
         upstream = self._upstream
         now = self._clock.seconds()
@@ -587,26 +586,24 @@ class Mirror:
                 self._names_fetched_at = now
                 return self._names
             if response.status != "ok":
-                return self._names if self._names is not None else []
+                return self._names if self._names is not None else NameList()
             etag = response.etag
             body, content_type = response.body, response.content_type
             del response
-            listed: ProjectList = await self._in_thread(
-                len(body), lambda: parse_project_list(body, content_type)
+            big = len(body) >= PARSE_IN_THREAD_BYTES
+            names: NameList = await self._in_thread(
+                len(body), lambda: parse_name_list(body, content_type)
             )
-            body = b""  # the body can go before the sort
-            names = list(listed.names)
-            del listed
-            names.sort()
-            # Sorted, so duplicates are neighbours: cheaper than a set of a million names.
-            names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+            body = b""
             await self._storage.put_mirror_names(self.key, names, etag, now)
+            if big:
+                give_back_memory()  # what the parse thread freed: the list's renders come next
             self._set_names(names, etag, now)
             self.generation += 1
             return names
         except (UpstreamError, ParseError) as e:
             self.health.failed(str(e))
-            return self._names if self._names is not None else []
+            return self._names if self._names is not None else NameList()
 
     # probes: sizes and times of files the upstream page does not describe
     def _wants_probe(self, link: Link, now: float) -> bool:

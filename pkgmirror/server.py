@@ -8,6 +8,7 @@ rendered pages) so the hot path does no SQL; storage is written through on every
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from pkgmirror.config import (
 from pkgmirror.interfaces import IBlobStore, IStorage, NotFound
 from pkgmirror.mirror import Mirror, MirrorSettings, NoUpstream, Unavailable
 from pkgmirror.model import IndexConfig, Link, ProjectPage, ReleaseFile, User
+from pkgmirror.namelist import NameList
 from pkgmirror.names import is_valid_user_or_index_name
 from pkgmirror.stage import Hidden, apply_yanks, is_private, merge_pages
 from pkgmirror.upstream import Upstream
@@ -89,7 +91,7 @@ class Server:
     _release_cache: dict[tuple[str, str], list[ReleaseFile]] = attrs.field(factory=dict)
     _order_cache: dict[str, list[IndexConfig]] = attrs.field(factory=dict)
     _page_cache: dict[tuple[str, str], ResolvedPage] = attrs.field(factory=dict)
-    _names_cache: dict[str, tuple[tuple[Any, ...], list[str]]] = attrs.field(factory=dict)
+    _names_cache: dict[str, tuple[tuple[Any, ...], NameList]] = attrs.field(factory=dict)
     # Stage file records per index by (path_key, filename), so serving one costs no SQL.
     _file_records: dict[str, dict[tuple[str, str], ReleaseFile]] = attrs.field(factory=dict)
     render_cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes, str]] = attrs.field(
@@ -495,40 +497,37 @@ class Server:
         self._page_cache[(key, project)] = resolved
         return resolved
 
-    async def project_names(self, key: str) -> list[str]:
+    async def project_names(self, key: str) -> NameList:
         """Every project the index and its bases list, de-duplicated and sorted (shared)."""
         return (await self.project_list(key))[1]
 
-    async def project_list(self, key: str) -> tuple[tuple[Any, ...], list[str]]:
+    async def project_list(self, key: str) -> tuple[tuple[Any, ...], NameList]:
         """
         ``(version, names)``: the project_names of ``key`` and a value that changes whenever
-        they do. The list is kept and shared (never change it): with a mirror of a million
-        names, a copy per request would cost more than the request.
+        they do. Kept and shared: with a mirror of a million names, building them per request
+        would cost more than the request.
         """
-        sources: list[Iterable[str]] = []
-        ready: list[str] | None = None  # a source that is sorted and unique already
+        lists: list[NameList] = []
+        extra: list[Iterable[str]] = []
         version: list[Any] = [key, self.generation]
         for config in self.order(key):
             if config.is_mirror:
                 mirror = self.mirrors[config.key]
                 if config.mirror_no_project_list:
                     cached = await mirror.cached_projects()
-                    sources.append(cached)
+                    extra.append(cached)
                     version.append((mirror.generation, len(cached)))
                 else:
-                    ready = await mirror.project_names()
-                    sources.append(ready)
+                    lists.append(await mirror.project_names())
                     version.append((mirror.generation, mirror.names_generation))
             else:
-                sources.append(self.stage_projects.get(config.key, ()))
+                extra.append(self.stage_projects.get(config.key, ()))
         hit = self._names_cache.get(key)
         if hit is not None and hit[0] == tuple(version):
             return hit
-        present = [s for s in sources if s]
-        if len(present) == 1 and present[0] is ready:
-            names = ready
-        else:
-            names = sorted(set().union(*present))
+        # The stage's own names (a few) go into the biggest list without copying its names.
+        lists.sort(key=len)
+        names = (lists.pop() if lists else NameList()).merged(itertools.chain(*lists, *extra))
         result = (tuple(version), names)
         self._names_cache[key] = result
         return result

@@ -236,7 +236,7 @@ def test_offline_mode_never_fetches() -> None:
     error = failure_of(start(offline.get_state("other")), Unavailable)
     assert "offline" in error.reason
     assert result_of(start(offline.refresh("demo"))).page == cached.page
-    assert result_of(start(offline.project_names())) == []
+    assert list(result_of(start(offline.project_names()))) == []
     assert len(online.upstream.page_calls) == 1
 
 

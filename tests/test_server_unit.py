@@ -335,3 +335,31 @@ def test_a_new_mirror_url_is_asked_before_the_old_upstreams_pages_are_served(rig
     rig.run(s.modify_index("root/pypi", ["mirror_url=http://127.0.0.1:8080/other/simple/"]))
     again = rig.run(s.project_page("root/pypi", "demo")).page
     assert [link.filename for link in again.links] == ["demo-2.0.tar.gz"]
+
+
+def test_a_stage_lists_its_mirrors_names_and_its_own_sorted_once_each(rig: Rig) -> None:
+    s = rig.server
+    listed = ["zeta", "Alpha", "corp-tool", "beta", "zeta", "b"]
+    body = json.dumps({"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in listed]})
+    rig.site.route("/simple/", answer(body.encode(), "application/vnd.pypi.simple.v1+json"))
+    rig.run(s.create_index("root", "pypi", {"type": "mirror", "mirror_url": UPSTREAM}))
+    rig.run(s.create_index("root", "local", {"bases": "root/pypi"}))
+    assert list(rig.run(s.project_names("root/pypi"))) == sorted(set(listed))
+    assert list(rig.run(s.project_names("root/local"))) == sorted(set(listed))
+
+    for filename in ("corp_tool-1.0.tar.gz", "corp_tool-1.1.tar.gz"):
+        upload = stage_file("root/local", filename, filename.encode(), T0)
+        assert result_of(rig.storage.add_release_file(upload, False))
+        s.release_files_changed("root/local", "corp-tool", True)
+    upload = attrs.evolve(stage_file("root/local", "mine-1.0.tar.gz", b"m", T0), project="mine")
+    assert result_of(rig.storage.add_release_file(upload, False))
+    s.release_files_changed("root/local", "mine", True)
+    expected = sorted({*listed, "mine"})
+    assert list(rig.run(s.project_names("root/local"))) == expected
+    # The mirror's own list is not changed by its stage's projects.
+    assert list(rig.run(s.project_names("root/pypi"))) == sorted(set(listed))
+
+    # After a restart the names come from storage: the upstream is not asked again.
+    asked = len(rig.site.seen)
+    assert list(rig.run(rig.restart().project_names("root/local"))) == expected
+    assert len(rig.site.seen) == asked

@@ -47,6 +47,7 @@ from pkgmirror.model import (
     ReleaseFile,
     User,
 )
+from pkgmirror.namelist import NameList
 from pkgmirror.storage import codec
 from pkgmirror.storage import sqlite as sqlite_module
 from pkgmirror.storage.blobs import FileBlobStore
@@ -304,7 +305,7 @@ class IStorageTestsMixin:
             mirror.set_mirror_file_cached("root/pypi", mf.path_key, mf.filename, sha(b"x"), 1, "t")
         )
         result(mirror.set_mirror_file_metadata("root/pypi", mf.path_key, mf.filename, sha(b"m")))
-        result(mirror.put_mirror_names("root/pypi", ["foo"], None, 1.0))
+        result(mirror.put_mirror_names("root/pypi", NameList.of(["foo"]), None, 1.0))
 
         assert sorted(result(mirror.delete_index("root", "pypi"))) == sorted([sha(b"x"), sha(b"m")])
 
@@ -580,18 +581,22 @@ class IStorageTestsMixin:
 
     def test_mirror_names(self, mirror: IStorage) -> None:
         assert result(mirror.get_mirror_names("root/pypi")) is None
-        result(mirror.put_mirror_names("root/pypi", ["a", "b-c", "zed"], '"e1"', 10.0))
-        assert result(mirror.get_mirror_names("root/pypi")) == (["a", "b-c", "zed"], '"e1"', 10.0)
-        result(mirror.put_mirror_names("root/pypi", [], None, 11.0))
-        assert result(mirror.get_mirror_names("root/pypi")) == ([], None, 11.0)
-        failure_of(mirror.put_mirror_names("root/nope", ["a"], None, 1.0), NotFound)
+        names = NameList.of(["zed", "a", "b-c", "Ünïcode"])
+        result(mirror.put_mirror_names("root/pypi", names, '"e1"', 10.0))
+        found = result(mirror.get_mirror_names("root/pypi"))
+        assert found == (names, '"e1"', 10.0)
+        assert list(found[0]) == ["a", "b-c", "zed", "Ünïcode"]
+        result(mirror.put_mirror_names("root/pypi", NameList(), None, 11.0))
+        found = result(mirror.get_mirror_names("root/pypi"))
+        assert found == (NameList(), None, 11.0) and list(found[0]) == []
+        failure_of(mirror.put_mirror_names("root/nope", names, None, 1.0), NotFound)
 
     def test_a_million_mirror_names(self, mirror: IStorage) -> None:
-        names = [f"project-{i}" for i in range(1_000_000)]
-        result(mirror.put_mirror_names("root/pypi", iter(names), '"big"', 12.5))
+        names = sorted(f"project-{i}" for i in range(1_000_000))
+        result(mirror.put_mirror_names("root/pypi", NameList.of(names), '"big"', 12.5))
         found = result(mirror.get_mirror_names("root/pypi"))
         assert found is not None
-        assert found[0] == names
+        assert list(found[0]) == names and len(found[0]) == len(names)
         assert found[1:] == ('"big"', 12.5)
 
     def test_closed_storage_refuses(self, storage: IStorage) -> None:

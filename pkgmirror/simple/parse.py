@@ -21,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
 from pkgmirror.model import Link, ProjectList, ProjectPage, parse_iso_time
+from pkgmirror.namelist import NameList, NameSorter
 from pkgmirror.names import is_dist_filename
 
 
@@ -432,3 +433,64 @@ def parse_project_list(body: bytes, content_type: str) -> ProjectList:
         if found:
             names.append(found)
     return ProjectList(names=names)
+
+
+def _group_1(match: re.Match[str]) -> str:
+    return match.group(1)
+
+
+class _Taken:
+    """What a ``{"name": ...}`` object becomes once its name went to the sorter."""
+
+    __slots__ = ()
+
+
+def parse_name_list(body: bytes, content_type: str) -> NameList:
+    """
+    The names of :func:`parse_project_list`, sorted and unique as a :class:`NameList` (names
+    with a newline are left out). A million names never exist as separate objects all at once:
+    they go to a :class:`NameSorter` as they are read.
+    """
+    fmt, charset = _format_of(content_type, body)
+    sorter = NameSorter()
+    if fmt == "html":
+        text = body.decode(charset, errors="replace")
+        sorter.extend(
+            (html.unescape(raw) if "&" in raw else raw).strip()
+            for raw in map(_group_1, _LIST_ANCHOR.finditer(text))
+        )
+        return sorter.result()
+    taken = _Taken()
+    count = 0
+    found: list[str] = []
+
+    def name_object(pairs: list[tuple[str, Any]]) -> Any:
+        nonlocal count
+        for key, value in pairs:
+            if key == "name":
+                if isinstance(value, str) and value:
+                    found.append(value)
+                    count += 1
+                    if len(found) >= 4096:
+                        sorter.extend(found)
+                        found.clear()
+                    return taken
+                return None
+        return dict(pairs)
+
+    document = _load_json(body, name_object)
+    sorter.extend(found)
+    projects = document.pop("projects", None)
+    del document
+    if not isinstance(projects, list):
+        raise ParseError("JSON root page has no 'projects' list")
+    in_projects = projects.count(taken)
+    if in_projects != len(projects):
+        # parse_project_list takes a bare string entry as a name too.
+        sorter.extend(entry for entry in projects if isinstance(entry, str) and entry)
+    del projects
+    if in_projects != count:
+        # Some {"name": ...} object was not a project (one inside "meta", say): read it again
+        # the exact way.
+        return NameList.of(parse_project_list(body, content_type).names)
+    return sorter.result()

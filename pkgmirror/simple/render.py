@@ -16,7 +16,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -227,8 +227,12 @@ def render_list_html(names: Iterable[str], title: str = "Simple index") -> bytes
 
     The href uses the normalised name so clients reach the project without a redirect.
     """
-    out = io.BytesIO()
-    out.write(_head(_esc(title)).encode("utf-8", errors="xmlcharrefreplace"))
+    return _joined(iter_list_html(names, title))
+
+
+def iter_list_html(names: Iterable[str], title: str = "Simple index") -> Iterator[bytes]:
+    """:func:`render_list_html` in pieces of a few hundred KB (their concatenation is the page)."""
+    yield _head(_esc(title)).encode("utf-8", errors="xmlcharrefreplace")
     block: list[str] = []
     append = block.append
     for name in names:
@@ -236,28 +240,37 @@ def render_list_html(names: Iterable[str], title: str = "Simple index") -> bytes
         href = _esc(normalize(name))
         append(f'    <a href="{href}/">{text}</a><br>\n')
         if len(block) >= _LIST_BLOCK:
-            out.write("".join(block).encode("utf-8", errors="xmlcharrefreplace"))
+            yield "".join(block).encode("utf-8", errors="xmlcharrefreplace")
             block.clear()
     block.append(_TAIL)
-    out.write("".join(block).encode("utf-8", errors="xmlcharrefreplace"))
-    return out.getvalue()
+    yield "".join(block).encode("utf-8", errors="xmlcharrefreplace")
 
 
 def render_list_json(names: Iterable[str]) -> bytes:
     """The PEP 691 root page: ``{"meta": {"api-version": "1.1"}, "projects": [{"name": ..}]}``."""
-    out = io.BytesIO()
-    out.write(_dumps({"meta": {"api-version": API_VERSION_FULL}, "projects": []})[:-2])
+    return _joined(iter_list_json(names))
+
+
+def iter_list_json(names: Iterable[str]) -> Iterator[bytes]:
+    """:func:`render_list_json` in pieces of a few hundred KB (their concatenation is the page)."""
+    yield _dumps({"meta": {"api-version": API_VERSION_FULL}, "projects": []})[:-2]
     block: list[dict[str, str]] = []
     separator = b""
     for name in names:
         block.append({"name": name})
         if len(block) >= _LIST_BLOCK:
-            out.write(separator + _dumps_list(block))
+            yield separator + _dumps_list(block)
             separator = b","
             block.clear()
     if block:
-        out.write(separator + _dumps_list(block))
-    out.write(b"]}")
+        yield separator + _dumps_list(block)
+    yield b"]}"
+
+
+def _joined(pieces: Iterable[bytes]) -> bytes:
+    out = io.BytesIO()
+    for piece in pieces:
+        out.write(piece)
     return out.getvalue()
 
 

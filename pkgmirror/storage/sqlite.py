@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from pkgmirror.interfaces import Conflict, IStorage, NotFound, StorageError
 from pkgmirror.model import IndexConfig, MirrorFile, MirrorPageState, ReleaseFile, User
+from pkgmirror.namelist import NameList
 from pkgmirror.names import normalize
 from pkgmirror.storage.codec import (
     index_config_from_json,
@@ -592,32 +593,42 @@ def _update_mirror_file(
 
 def _get_mirror_names(
     conn: sqlite3.Connection, index: str
-) -> tuple[list[str], str | None, float] | None:
+) -> tuple[NameList, str | None, float] | None:
     row = conn.execute(
         "SELECT names, etag, fetched_at FROM mirror_names WHERE idx = ?", (index,)
     ).fetchone()
     if row is None:
         return None
-    text = zlib.decompress(row[0]).decode("utf-8")
-    return (text.split("\n") if text else [], row[1], row[2])
+    # Stored from a NameList: sorted and unique already.
+    return (NameList(zlib.decompress(row[0]).decode("utf-8")), row[1], row[2])
 
 
 def _put_mirror_names(
     conn: sqlite3.Connection,
     index: str,
-    names: Sequence[str],
+    names: NameList,
     etag: str | None,
     fetched_at: float,
 ) -> None:
     _require_index(conn, index)
     # Level 1: on name lists it compresses as well as the default level, in half the time.
-    blob = zlib.compress("\n".join(names).encode("utf-8"), 1)
+    # In slices, so the text is never encoded whole (a million names: 16 MB more).
+    compressor = zlib.compressobj(1)
+    text = names.text
+    parts = [
+        compressor.compress(text[i : i + _NAMES_SLICE].encode("utf-8"))
+        for i in range(0, len(text), _NAMES_SLICE)
+    ]
+    parts.append(compressor.flush())
     conn.execute(
         "INSERT INTO mirror_names (idx, names, etag, fetched_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (idx) DO UPDATE SET names = excluded.names, etag = excluded.etag, "
         "fetched_at = excluded.fetched_at",
-        (index, blob, etag, fetched_at),
+        (index, b"".join(parts), etag, fetched_at),
     )
+
+
+_NAMES_SLICE = 1 << 20
 
 
 # --- the storage ------------------------------------------------------------------------------
@@ -811,14 +822,13 @@ class SQLiteStorage:
             _update_mirror_file, "metadata_sha256 = ?", (sha256,), (index, path_key, filename)
         )
 
-    def get_mirror_names(self, index: str) -> Deferred[tuple[list[str], str | None, float] | None]:
+    def get_mirror_names(self, index: str) -> Deferred[tuple[NameList, str | None, float] | None]:
         return self._read(_get_mirror_names, index)
 
     def put_mirror_names(
-        self, index: str, names: Iterable[str], etag: str | None, fetched_at: float
+        self, index: str, names: NameList, etag: str | None, fetched_at: float
     ) -> Deferred[None]:
-        # Copied here so the caller may change its list while the thread encodes ours.
-        return self._write(_put_mirror_names, index, tuple(names), etag, fetched_at)
+        return self._write(_put_mirror_names, index, names, etag, fetched_at)
 
     def unreferenced(self, sha256s: Iterable[str]) -> Deferred[list[str]]:
         return self._read(_unreferenced, tuple(sha256s))

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from pkgmirror.interfaces import Conflict, IBlobStore, ISpool, IStorage, NotFound, StorageError
 from pkgmirror.model import IndexConfig, MirrorFile, MirrorPageState, ReleaseFile, User
+from pkgmirror.namelist import NameList
 from pkgmirror.names import normalize
 from pkgmirror.storage.codec import (
     index_config_from_json,
@@ -96,7 +97,7 @@ class MemoryStorage:
     _release: dict[tuple[str, str], ReleaseFile] = attrs.field(factory=dict)
     _pages: dict[tuple[str, str], MirrorPageState] = attrs.field(factory=dict)
     _mirror_files: dict[tuple[str, str, str], MirrorFile] = attrs.field(factory=dict)
-    _names: dict[str, tuple[tuple[str, ...], str | None, float]] = attrs.field(factory=dict)
+    _names: dict[str, tuple[NameList, str | None, float]] = attrs.field(factory=dict)
     _yanks: dict[tuple[str, str, str], str] = attrs.field(factory=dict)
     _closed: bool = False
 
@@ -344,21 +345,17 @@ class MemoryStorage:
         return _unreferenced_after(candidates, self._release.values(), self._mirror_files.values())
 
     @_deferred
-    def get_mirror_names(self, index: str) -> tuple[list[str], str | None, float] | None:
+    def get_mirror_names(self, index: str) -> tuple[NameList, str | None, float] | None:
         self._check()
-        found = self._names.get(index)
-        if found is None:
-            return None
-        names, etag, fetched_at = found
-        return (list(names), etag, fetched_at)
+        return self._names.get(index)
 
     @_deferred
     def put_mirror_names(
-        self, index: str, names: Iterable[str], etag: str | None, fetched_at: float
+        self, index: str, names: NameList, etag: str | None, fetched_at: float
     ) -> None:
         self._check()
         self._require_index(index)
-        self._names[index] = (tuple(names), etag, float(fetched_at))
+        self._names[index] = (names, etag, float(fetched_at))
 
     @_deferred
     def unreferenced(self, sha256s: Iterable[str]) -> list[str]:

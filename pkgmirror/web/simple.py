@@ -5,24 +5,30 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from twisted.web.server import Request
 
+from pkgmirror.coalesce import Coalescer
+from pkgmirror.heap import give_back_memory
 from pkgmirror.mirror import Unavailable
 from pkgmirror.model import IndexConfig
 from pkgmirror.names import is_valid_project_name, normalize
 from pkgmirror.server import Refused, Server
 from pkgmirror.simple import negotiate as neg
 from pkgmirror.simple.render import (
+    iter_list_html,
+    iter_list_json,
     render_list_html,
     render_list_json,
     render_project_html,
     render_project_json,
 )
 from pkgmirror.stage import is_private
-from pkgmirror.web.util import AsyncResource, absolute
+from pkgmirror.web.util import AsyncResource, absolute, finish_pieces
 
 # Cached pages must be revalidated on every use (a cheap 304) so uploads and yanks show at once.
 PAGE_CACHE_CONTROL = b"max-age=0, must-revalidate"
@@ -73,7 +79,62 @@ def _cached_render(
     return body, etag
 
 
+# Lists of more names than this are rendered in a thread (a million take about a second) and
+# kept in pieces: one bytes object of 60 MB would be grown by copying, and cost it twice.
+LIST_IN_THREAD = 20000
+
+
+@attrs.define(eq=False)
+class _BigLists:
+    # (index, fmt) -> (version key, pieces, etag)
+    bodies: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[bytes, ...], str]] = attrs.field(
+        factory=dict
+    )
+    renders: Coalescer[tuple[tuple[bytes, ...], str]] = attrs.field(factory=Coalescer)
+
+
+_BIG_LISTS: weakref.WeakKeyDictionary[Server, _BigLists] = weakref.WeakKeyDictionary()
+
+
+async def _big_list(
+    server: Server, key: tuple[Any, ...], fmt: str, make: Callable[[], Iterable[bytes]]
+) -> tuple[tuple[bytes, ...], str]:
+    """A big list page in pieces, and its ETag: rendered once per version, in a thread."""
+    state = _BIG_LISTS.get(server)
+    if state is None:
+        state = _BIG_LISTS[server] = _BigLists()
+    slot = (key[0], fmt)
+    hit = state.bodies.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+
+    def render() -> tuple[tuple[bytes, ...], str]:
+        pieces = tuple(make())
+        digest = hashlib.blake2b(digest_size=16)
+        for piece in pieces:
+            digest.update(piece)
+        return pieces, '"' + digest.hexdigest() + '"'
+
+    async def work() -> tuple[tuple[bytes, ...], str]:
+        hit = state.bodies.get(slot)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        state.bodies.pop(slot, None)  # the old page can go before the new one is made
+        del hit
+        pieces, etag = await server.run_in_thread(render)
+        state.bodies[slot] = (key, pieces, etag)
+        give_back_memory()  # the render's scratch, freed in the thread's own malloc arena
+        return pieces, etag
+
+    return await state.renders.run((key, fmt), work)
+
+
 def _answer(request: Request, body: bytes, etag: str, fmt: str) -> bytes:
+    return b"" if _not_modified(request, etag, fmt) else body
+
+
+def _not_modified(request: Request, etag: str, fmt: str) -> bool:
+    """Sets the page's headers; True (and 304) when the client has this version."""
     request.setHeader(b"Content-Type", _content_type(fmt))
     request.setHeader(b"Vary", b"Accept")
     request.setHeader(b"ETag", etag.encode())
@@ -81,8 +142,8 @@ def _answer(request: Request, body: bytes, etag: str, fmt: str) -> bytes:
     inm = request.getHeader(b"if-none-match")
     if inm and etag.encode() in [t.strip() for t in inm.split(b",")]:
         request.setResponseCode(304)
-        return b""
-    return body
+        return True
+    return False
 
 
 def _content_type(fmt: str) -> bytes:
@@ -149,13 +210,20 @@ class SimpleResource(AsyncResource):
         body, etag = _cached_render(self.app, resolved.key, fmt, lambda: renderer(page))
         return _answer(request, body, etag, fmt)
 
-    async def _list(self, request: Request) -> bytes:
+    async def _list(self, request: Request) -> bytes | None:
         fmt = _choose(request)
         version, names = await self.app.project_list(self.index.key)
         key = (self.index.key, "+list", *version)
+        if len(names) > LIST_IN_THREAD:
+            pieces = iter_list_json if fmt == neg.JSON_V1 else iter_list_html
+            body, etag = await _big_list(self.app, key, fmt, lambda: pieces(names))
+            if _not_modified(request, etag, fmt):
+                return b""
+            finish_pieces(request, body)
+            return None
         renderer = render_list_json if fmt == neg.JSON_V1 else render_list_html
-        body, etag = _cached_render(self.app, key, fmt, lambda: renderer(names))
-        return _answer(request, body, etag, fmt)
+        body1, etag = _cached_render(self.app, key, fmt, lambda: renderer(names))
+        return _answer(request, body1, etag, fmt)
 
 
 __all__ = ["SimpleResource"]

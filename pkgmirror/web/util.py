@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -216,42 +216,63 @@ def finish(request: Request, body: bytes) -> None:
     if request.method == b"HEAD" or not body:
         request.finish()
     elif len(body) > BodyProducer.CHUNK:
-        BodyProducer(request, body).start()
+        BodyProducer(request, (body,)).start()
     else:
         request.write(body)
         request.finish()
 
 
+def finish_pieces(request: Request, pieces: Sequence[bytes]) -> None:
+    """Answers with the concatenation of ``pieces`` (a big body kept in pieces), as it is read."""
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    size = sum(map(len, pieces))
+    request.setHeader(b"Content-Length", str(size).encode())
+    if request.method == b"HEAD" or not size:
+        request.finish()
+    else:
+        BodyProducer(request, pieces).start()
+
+
 @implementer(IPullProducer)
 class BodyProducer:
     """
-    Writes a big body (a root page of a million names) in slices as the client reads. One
-    ``write`` of it all would make the transport join it into a copy of its own.
+    Writes a big body (a root page of a million names), given in pieces, in slices as the
+    client reads. One ``write`` of it all would make the transport join it into a copy of its own.
     """
 
     CHUNK = 256 * 1024
 
-    def __init__(self, request: Request, body: bytes) -> None:
+    def __init__(self, request: Request, pieces: Sequence[bytes]) -> None:
         self._request = request
-        self._body = body
-        self._sent = 0
+        self._pieces = pieces
+        self._index = 0  # the piece being sent
+        self._sent = 0  # how much of it is
 
     def start(self) -> None:
         self._request.registerProducer(self, False)
 
     def resumeProducing(self) -> None:
-        if self._sent >= len(self._body):
+        pieces = self._pieces
+        while self._index < len(pieces) and self._sent >= len(pieces[self._index]):
+            self._index += 1
+            self._sent = 0
+        if self._index >= len(pieces):
             self._request.unregisterProducer()
             self._request.finish()
-            self._body = b""
+            self._pieces = ()
             return
-        chunk = self._body[self._sent : self._sent + self.CHUNK]
+        piece = pieces[self._index]
+        if self._sent == 0 and len(piece) <= self.CHUNK:
+            chunk = piece
+        else:
+            chunk = piece[self._sent : self._sent + self.CHUNK]
         self._sent += len(chunk)
         self._request.write(chunk)
 
     def stopProducing(self) -> None:
-        self._sent = len(self._body)
-        self._body = b""
+        self._index = len(self._pieces)
+        self._pieces = ()
 
 
 def abort(request: Request) -> None:
