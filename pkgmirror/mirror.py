@@ -797,7 +797,8 @@ class Mirror:
         data = await self._metadata_from_cache(record)
         learnt = NOTHING_LEARNT
         upstream = self._upstream
-        if data is None and upstream is not None and not self.settings.offline:
+        reachable = not (self.settings.offline or self.health.is_down())
+        if data is None and upstream is not None and reachable:
             if link is not None and link.core_metadata is not None:
                 data = await upstream.fetch_metadata_file(record.url)
                 if data is not None and want and hashlib.sha256(data).hexdigest() != want:

@@ -221,8 +221,8 @@ def test_mirror_metadata_is_shown_safely(running: dict[str, Any]) -> None:
     page = get(server, "root/pypi/hostile-pkg/1.0")[2]
     wheel = re.search(r'href="([^"]*hostile_pkg-1\.0-py3-none-any\.whl)"', page)
     assert wheel is not None
-    # The mirror reads a wheel's METADATA (range requests) when it fetches the project page,
-    # or once a client downloaded the wheel: either way the .metadata file is there.
+    # The mirror reads a wheel's METADATA (range requests) when it is first asked for, by a
+    # client or by this page, and keeps it.
     deadline = time.monotonic() + 10
     while server.request("GET", wheel.group(1) + ".metadata")[0] != 200:
         assert time.monotonic() < deadline, "no metadata"

@@ -285,11 +285,16 @@ async def _metadata(
         path_key = _path_key(link.url)
         if path_key is None:
             continue
-        record = await server.storage.get_mirror_file(origin, path_key, link.filename)
-        if record is None or not record.metadata_sha256:
+        mirror = server.mirrors[origin]
+        record = await mirror.file_record(path_key, link.filename)
+        if record is None:
+            continue
+        # Read out of the upstream wheel now if no client asked for it yet (then kept).
+        found = await mirror.core_metadata(record)
+        if found is None:
             continue
         try:
-            data = await server.blobs.read(record.metadata_sha256)
+            data = found.data if found.data is not None else await server.blobs.read(found.sha256)
         except Exception:
             continue
         return parse_core_metadata(data)
