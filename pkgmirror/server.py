@@ -445,7 +445,10 @@ class Server:
                     sources.append((config, None))
                     versions.append(None)
                     continue
-                versions.append((mirror.generation, id(state)))
+                # The state itself, not the mirror's generation: work on another project of the
+                # mirror (background probes) must not make this page merge and render again.
+                # Held in the key, it is compared by identity first and cannot be recycled.
+                versions.append(state)
                 sources.append((config, state))
             else:
                 sources.append((config, await self.release_files(config.key, project)))
