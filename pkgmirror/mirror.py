@@ -42,6 +42,8 @@ PARSE_IN_THREAD_BYTES = 256 * 1024
 PROBE_RETRY_SECONDS = 60.0
 # Background probe results reach a page this many at a time (and when its files are done).
 LATE_BATCH = 100
+# A background probe that fails is tried this many times in all before it is given up.
+BACKGROUND_ATTEMPTS = 3
 
 log = Logger()
 
@@ -693,6 +695,8 @@ class Mirror:
         """Probes the queued files one at a time, paced, updating each page as it completes."""
         done: dict[str, ProbeOutcome] = {}
         project = ""
+        failures: dict[str, int] = {}
+        pause = 0.0
         try:
             while self._background and not self.stopped:
                 if self.health.is_down():
@@ -705,6 +709,18 @@ class Mirror:
                 project = next_project
                 outcome = await self._probe(link)
                 self._background.pop(url, None)
+                if outcome is None and failures.get(url, 0) + 1 < BACKGROUND_ATTEMPTS:
+                    # Perhaps the upstream is away for a moment: a file is given up (and gets a
+                    # first-seen time) only after a few tries, with the queue backing off.
+                    failures[url] = failures.get(url, 0) + 1
+                    if not self.stopped:
+                        self._background[url] = (project, link)
+                    pause = min(
+                        self.settings.backoff_max, max(self.settings.backoff_min, pause * 2)
+                    )
+                    await deferLater(self._clock, pause)
+                    continue
+                pause = 0.0
                 if outcome is not None:
                     self._remember(url, outcome)
                 done[url] = outcome or NOTHING_LEARNT

@@ -62,6 +62,7 @@ class BareUpstream(Resource):
         self.held: list[Request] = []
         self.etag = b'"v1"'
         self.ranges = True
+        self.fail_files = False
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         path = request.path.decode()
@@ -81,6 +82,9 @@ class BareUpstream(Resource):
         if self.hold_files:
             self.held.append(request)
             return NOT_DONE_YET
+        if self.fail_files:
+            request.setResponseCode(503)
+            return b"down for a moment"
         return self.file(request)
 
     def file(self, request: Request) -> bytes:
@@ -285,6 +289,36 @@ def test_old_versions_are_probed_in_the_background_paced(tmp_path: Path) -> None
         storage.get_mirror_page("root/pypi", "demo").result.page == mirror.cached_state("demo").page
     )
     assert len(file_requests(upstream)) == 5  # each file probed once
+
+
+def test_background_probes_outlast_a_short_upstream_outage(tmp_path: Path) -> None:
+    for version in ("1.0", "2.0"):
+        build_sdist(tmp_path, "demo", version)
+    upstream = BareUpstream(tmp_path)
+    stub = StubTreq(upstream)
+    clock = Clock()
+    clock.advance(2_000_000_000)
+    storage = MemoryStorage()
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    storage.put_index(config)
+    settings = MirrorSettings(eager_versions=1, background_probe_rate=2.0, backoff_min=5.0)
+    mirror = Mirror(
+        config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
+    )
+    upstream.fail_files = True
+    Deferred.fromCoroutine(mirror.get_state("demo"))
+    stub.flush()
+    clock.advance(1)
+    stub.flush()
+    upstream.fail_files = False
+    for _ in range(20):
+        clock.advance(1)
+        stub.flush()
+    # The old file's probe failed while the upstream was away, and was tried again: it has the
+    # upstream's Last-Modified, not a first-seen time made up during the outage.
+    old = next(x for x in mirror.cached_state("demo").page.links if "1.0" in x.filename)
+    assert old.size == (tmp_path / old.filename).stat().st_size
+    assert parse_iso_time(old.upload_time) == MODIFIED_TS
 
 
 def test_a_replaced_mirror_stops_its_background_probes(tmp_path: Path) -> None:
