@@ -203,6 +203,44 @@ def ensure_dataset(base: Path, log: object = print) -> Dataset:
     return Dataset(root, specs)
 
 
+PEP658_PAGES = "simple-658"
+
+
+def ensure_pep658_pages(dataset: Dataset) -> str:
+    """
+    The same projects as ``simple/``, with every wheel's core metadata advertised and served
+    next to it (``<wheel>.metadata``), as the public index does: the reference for what a
+    PEP 658 index costs pip. Added to an existing data set on first use. Returns the path part
+    of the index URL.
+    """
+    from pkgmirror.metadata import extract_core_metadata
+
+    root = dataset.root / PEP658_PAGES
+    if (root / "complete").exists():
+        return PEP658_PAGES
+    names = []
+    for spec in dataset.specs:
+        entries: list[dict[str, object]] = []
+        for dist in spec.dists():
+            path = dataset.files / dist.filename
+            entry: dict[str, object] = {
+                "filename": dist.filename,
+                "sha256": _sha256(path),
+                "requires-python": ">=3.8",
+            }
+            if dist.kind == "wheel":
+                data = extract_core_metadata(str(path), dist.filename)
+                assert data is not None, dist.filename
+                (dataset.files / f"{dist.filename}.metadata").write_bytes(data)
+                entry["core-metadata"] = hashlib.sha256(data).hexdigest()
+            entries.append(entry)
+        _write_project_page(root / spec.name, spec.name, entries)
+        names.append(spec.name)
+    _write_list(root, sorted(names))
+    (root / "complete").write_text("ok\n")
+    return PEP658_PAGES
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -220,6 +258,12 @@ def _write_project_page(directory: Path, name: str, entries: list[dict[str, obje
         url = f"../../files/{filename}"
         requires = entry.get("requires-python")
         attr = f' data-requires-python="{html.escape(str(requires))}"' if requires else ""
+        metadata = entry.get("core-metadata")
+        if metadata:
+            attr += (
+                f' data-dist-info-metadata="sha256={metadata}"'
+                f' data-core-metadata="sha256={metadata}"'
+            )
         lines.append(f'<a href="{url}#sha256={entry["sha256"]}"{attr}>{filename}</a><br/>')
         item: dict[str, object] = {
             "filename": filename,
@@ -228,6 +272,8 @@ def _write_project_page(directory: Path, name: str, entries: list[dict[str, obje
         }
         if requires:
             item["requires-python"] = requires
+        if metadata:
+            item["core-metadata"] = item["dist-info-metadata"] = {"sha256": metadata}
         files.append(item)
     body = (
         "<!DOCTYPE html>\n<html><head><title>Links for {0}</title></head><body>"

@@ -25,6 +25,7 @@ METRICS = (
     Metric("cold_pip_s", "pip download, cold", "s", False),
     Metric("warm_pip_s", "pip download, warm", "s", False),
     Metric("offline_pip_s", "pip download, upstream stopped", "s", False),
+    Metric("pep658_pip_s", "pip download, PEP 658 pages", "s", False),
     Metric("parallel_pip_s", "8 parallel pip downloads, warm", "s", False),
     Metric("uv_cold_s", "uv install, cold uv cache", "s", False),
     Metric("html_rps", "project page HTML, req/s", "/s", True),
@@ -166,6 +167,20 @@ def targets(
         Target(
             "offline pip vs static <= 1.1x",
             ratio(pm.get("offline_pip_s"), st.get("offline_pip_s")),
+            1.1,
+            True,
+        ),
+        # Not issue 8's: pip against nginx serving the same files with PEP 658 metadata (as the
+        # public index does), so pip makes the same requests as it does to pkgmirror.
+        Target(
+            "(reference) cold pip vs nginx with PEP 658 <= 1.3x",
+            ratio(pm.get("cold_pip_s"), st.get("pep658_pip_s")),
+            1.3,
+            True,
+        ),
+        Target(
+            "(reference) warm pip vs nginx with PEP 658 <= 1.1x",
+            ratio(pm.get("warm_pip_s"), st.get("pep658_pip_s")),
             1.1,
             True,
         ),

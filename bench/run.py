@@ -32,7 +32,13 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
-from bench.dataset import GIANT, Dataset, ensure_dataset, requirements  # noqa: E402
+from bench.dataset import (  # noqa: E402
+    GIANT,
+    Dataset,
+    ensure_dataset,
+    ensure_pep658_pages,
+    requirements,
+)
 from bench.load import LoadResult, run_load  # noqa: E402
 from bench.servers import (  # noqa: E402
     BenchError,
@@ -76,6 +82,7 @@ class Bench:
 
     # ------------------------------------------------------------ servers
     def prepare(self) -> None:
+        self.pep658_pages = ensure_pep658_pages(self.dataset)
         self.upstream.start()
         self.static.start()
         if "pkgmirror" in self.args.servers:
@@ -230,6 +237,11 @@ class Bench:
             m["start_s"] = server.start()
             m["cold_pip_s"] = self.pip_download(index_url, f"{label}-cold")
             m["warm_pip_s"] = self.pip_download(index_url, f"{label}-warm")
+            if kind == "static":
+                # The reference: the same files with PEP 658 metadata, as pip meets them on the
+                # public index and on pkgmirror (one more request per wheel).
+                pep658_url = f"{self.static.base_url}/{self.pep658_pages}/"
+                m["pep658_pip_s"] = self.pip_download(pep658_url, f"{label}-658")
             page = index_url + self.page_project + "/"
             html = self.load(page, self.args.connections, {"Accept": "text/html"})
             js = self.load(page, self.args.connections, {"Accept": JSON_V1})

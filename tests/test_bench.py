@@ -5,7 +5,12 @@ targets and the table. Nothing here starts a server or times anything.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 from bench import dataset, report
+from bench.dataset import Dataset, ProjectSpec, ensure_pep658_pages
 from bench.load import parse_wrk, percentile
 
 WRK_OUTPUT = """\
@@ -97,7 +102,12 @@ def test_targets_and_table() -> None:
             "rss_peak_mb": 151.0,
         },
         "devpi": {"html_rps": 250.0, "html_p50_ms": 20.0, "json_rps": 250.0, "json_p50_ms": 20.0},
-        "static": {"cold_pip_s": 1.0, "warm_pip_s": 1.0, "file_mb_s": 1000.0},
+        "static": {
+            "cold_pip_s": 1.0,
+            "warm_pip_s": 1.0,
+            "file_mb_s": 1000.0,
+            "pep658_pip_s": 1.0,
+        },
     }
     goals = {t.name: t for t in report.targets(summary, {"pkgmirror": {"huge_peak_mb": 200.0}})}
     assert goals["HTML pages: req/s vs devpi >= 10x"].met is True
@@ -109,6 +119,8 @@ def test_targets_and_table() -> None:
     assert goals["warm pip vs static <= 1.1x"].met is True
     assert goals["offline pip vs static <= 1.1x"].met is None
     assert goals["start to first answer < 1 s"].met is True
+    assert goals["(reference) cold pip vs nginx with PEP 658 <= 1.3x"].met is True
+    assert goals["(reference) warm pip vs nginx with PEP 658 <= 1.1x"].met is True
     assert goals["peak memory over the run < 150 MB"].met is False
     assert goals["peak memory with the 1M-name upstream < 300 MB"].met is True
 
@@ -138,3 +150,24 @@ def test_ratio_and_format() -> None:
     assert report.fmt(1234.4) == "1,234"
     assert report.fmt(0.256) == "0.26"
     assert report.fmt_ratio(None) == "-"
+
+
+def test_pep658_pages_advertise_and_serve_each_wheels_metadata(tmp_path: Path) -> None:
+    from pkgmirror.testing.dists import build_sdist, build_wheel
+
+    spec = ProjectSpec("demo-pkg", ("1.0",), ("wheel", "sdist"), 0)
+    files = tmp_path / "files"
+    build_wheel(files, "demo-pkg", "1.0")
+    build_sdist(files, "demo-pkg", "1.0")
+    dataset = Dataset(tmp_path, [spec])
+    part = ensure_pep658_pages(dataset)
+    page = json.loads((tmp_path / part / "demo-pkg" / "index.json").read_text())
+    wheel, sdist = page["files"]
+    served = (files / (wheel["filename"] + ".metadata")).read_bytes()
+    assert served.startswith(b"Metadata-Version:")
+    digest = {"sha256": hashlib.sha256(served).hexdigest()}
+    assert wheel["core-metadata"] == wheel["dist-info-metadata"] == digest
+    assert "core-metadata" not in sdist
+    html = (tmp_path / part / "demo-pkg" / "index.html").read_text()
+    assert f'data-core-metadata="sha256={digest["sha256"]}"' in html
+    assert "demo-pkg" in (tmp_path / part / "index.html").read_text()
