@@ -82,7 +82,7 @@ class MirrorSettings:
     probe_concurrency: int = 8
     probe_wait: float = 3.0
     eager_versions: int = 3
-    background_probe_rate: float = 20.0
+    background_probe_rate: float = 10.0
 
 
 @attrs.define

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pkgmirror import auth
+from pkgmirror.blobcache import SmallBlobs
 from pkgmirror.config import (
     ConfigError,
     apply_keyvalue_list,
@@ -91,6 +92,7 @@ class Server:
     _release_cache: dict[tuple[str, str], list[ReleaseFile]] = attrs.field(factory=dict)
     _order_cache: dict[str, list[IndexConfig]] = attrs.field(factory=dict)
     _page_cache: dict[tuple[str, str], ResolvedPage] = attrs.field(factory=dict)
+    small_blobs: SmallBlobs = attrs.field(factory=SmallBlobs)
     _names_cache: dict[str, tuple[tuple[Any, ...], NameList]] = attrs.field(factory=dict)
     # Stage file records per index by (path_key, filename), so serving one costs no SQL.
     _file_records: dict[str, dict[tuple[str, str], ReleaseFile]] = attrs.field(factory=dict)

@@ -19,10 +19,13 @@ from pkgmirror.model import IndexConfig, MirrorFile
 from pkgmirror.names import is_safe_path_segment
 from pkgmirror.server import Refused, Server
 from pkgmirror.web.tail import TailProducer
-from pkgmirror.web.util import AsyncResource, wants_json
+from pkgmirror.web.util import AsyncResource, finish, wants_json
 
 IMMUTABLE = b"max-age=365000000, immutable, public"
 METADATA_SUFFIX = ".metadata"
+# Requests static.File answers (ranges, conditional requests); the rest of small blobs are
+# served from memory.
+_STATIC_FILE_HEADERS = (b"range", b"if-range", b"if-modified-since")
 
 
 class _BlobFile(static.File):
@@ -73,8 +76,31 @@ class FilesResource(AsyncResource):
         path = self.app.blobs.local_path(sha256)
         if path is None:
             return False
+        if not any(request.getHeader(h) is not None for h in _STATIC_FILE_HEADERS):
+            data = await self._small_blob(sha256, path)
+            if data is not None:
+                request.setHeader(b"Cache-Control", IMMUTABLE)
+                request.setHeader(b"Accept-Ranges", b"bytes")
+                request.setHeader(b"Content-Type", content_type.encode())
+                finish(request, data)
+                return True
         serve_path(request, path, content_type)
         return True
+
+    async def _small_blob(self, sha256: str, path: FilePath[Any]) -> bytes | None:
+        """The blob's bytes when it is small (kept in memory after the first read), else None."""
+        kept = self.app.small_blobs
+        data = kept.get(sha256)
+        if data is not None:
+            return data
+        try:
+            if path.getsize() > kept.max_item:
+                return None
+            data = await self.app.blobs.read(sha256)
+        except OSError:
+            return None
+        kept.put(sha256, data)
+        return data
 
     async def _stage_file(
         self, request: Request, path_key: str, filename: str, metadata: bool
