@@ -13,17 +13,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import Logger, LogLevel, globalLogPublisher
+from twisted.logger import Logger, LogLevel, globalLogPublisher, textFileLogObserver
 from twisted.python import usage
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from pkgmirror.assemble import PkgmirrorSite, drain
-from pkgmirror.logs import JSONLinesObserver, use_log_format
+from pkgmirror.logs import (
+    JSONLinesObserver,
+    access_log,
+    log_request,
+    text_observer,
+    use_log_format,
+)
 from pkgmirror.tap import clear_stale_pidfile
 
 
@@ -199,6 +207,47 @@ def test_json_lines_carry_the_message_and_the_fields() -> None:
     assert second["level"] == "critical" and "ValueError" in second["traceback"]
 
 
+@attrs.define
+class FinishedRequest:
+    """What log_request reads of a finished request."""
+
+    method: bytes = b"GET"
+    uri: bytes = b"/root/pypi/+simple/a%20b/"
+    code: int = 200
+    sentLength: int = 1234
+
+    def getClientAddress(self) -> Any:
+        return IPv4Address("TCP", "127.0.0.1", 5000)
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        return b"pip/26.0" if name == b"user-agent" else None
+
+
+def test_access_lines_read_as_twistds_classic_text_log() -> None:
+    fast, classic = io.StringIO(), io.StringIO()
+    observers = [text_observer(fast), textFileLogObserver(classic)]
+
+    def both(event: Any) -> None:
+        if event.get("log_namespace") in (access_log.namespace, "pkgmirror.test"):
+            for observer in observers:
+                observer(event)
+
+    globalLogPublisher.addObserver(both)
+    try:
+        for complete in (True, False):
+            log_request(FinishedRequest(), 0.0123, complete=complete)
+        Logger(namespace="pkgmirror.test").info("other {x}", x=1)
+    finally:
+        globalLogPublisher.removeObserver(both)
+    lines = fast.getvalue().splitlines()
+    assert len(lines) == 3 and lines[1].endswith("(connection lost)")
+    assert (
+        '[pkgmirror.access#info] 127.0.0.1 "GET /root/pypi/+simple/a%20b/" 200 1234 12.3ms'
+        in lines[0]
+    )
+    assert fast.getvalue() == classic.getvalue()
+
+
 def test_log_format_choice_reaches_the_runner(tmp_path: Path) -> None:
     twist: dict[str, Any] = {"fileLogObserverFactory": None}
     use_log_format(twist, "json")
@@ -214,7 +263,16 @@ def test_log_format_choice_reaches_the_runner(tmp_path: Path) -> None:
         {"log_format": "hello", "log_level": LogLevel.info, "log_namespace": "t", "log_time": 0}
     )
     assert json.loads(logfile.read_text())["message"] == "hello"
-    assert use_log_format(twistd, "text") is None
+    # Text (also the default) is twistd's classic format, to the same file.
+    logfile.unlink()
+    for choice in ("text", None):
+        text = use_log_format(twistd, choice)
+        assert text is not None
+        text()(
+            {"log_format": "hi", "log_level": LogLevel.info, "log_namespace": "t", "log_time": 0}
+        )
+    assert logfile.read_text().splitlines()[-1].endswith("[t#info] hi")
+    assert use_log_format({**twistd, "syslog": True}, None) is None  # twistd's own
 
     with pytest.raises(usage.UsageError, match="cannot log to stdout"):
         use_log_format({**twistd, "logfile": "-"}, "json")
