@@ -707,6 +707,12 @@ class Mirror:
                     await self._apply_late(project, done)
                     done = {}
                 project = next_project
+                known = self._outcomes.get(url)
+                if known is not None:
+                    # A page fetch probed it meanwhile (it became one of the newest).
+                    self._background.pop(url, None)
+                    done[url] = known
+                    continue
                 outcome = await self._probe(link)
                 self._background.pop(url, None)
                 if outcome is None and failures.get(url, 0) + 1 < BACKGROUND_ATTEMPTS:

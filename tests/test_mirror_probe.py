@@ -321,6 +321,45 @@ def test_background_probes_outlast_a_short_upstream_outage(tmp_path: Path) -> No
     assert parse_iso_time(old.upload_time) == MODIFIED_TS
 
 
+def test_background_probes_go_on_after_a_restart(tmp_path: Path) -> None:
+    for version in ("1.0", "1.1", "2.0"):
+        build_sdist(tmp_path, "demo", version)
+    upstream = BareUpstream(tmp_path)
+    stub = StubTreq(upstream)
+    clock = Clock()
+    clock.advance(2_000_000_000)
+    storage = MemoryStorage()
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    storage.put_index(config)
+    settings = MirrorSettings(eager_versions=1, background_probe_rate=1.0)
+
+    def mirror() -> Mirror:
+        return Mirror(
+            config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
+        )
+
+    first = mirror()
+    upstream.hold_files = True  # the background probes never answer: the process stops
+    Deferred.fromCoroutine(first.get_state("demo"))
+    stub.flush()
+    clock.advance(3.0)
+    stub.flush()
+    first.stop()
+    upstream.hold_files = False
+    upstream.held.clear()
+    stored = storage.get_mirror_page("root/pypi", "demo").result
+    assert [x.size for x in stored.page.links] == [None, None, None]
+    # A new process serves the stored page (fresh) and probes what it lacks in the background.
+    second = mirror()
+    Deferred.fromCoroutine(second.get_state("demo"))
+    for _ in range(10):
+        stub.flush()
+        clock.advance(1)
+    page = second.cached_state("demo").page
+    assert all(x.size is not None and x.upload_time for x in page.links)
+    assert {parse_iso_time(x.upload_time) for x in page.links} == {MODIFIED_TS}
+
+
 def test_a_replaced_mirror_stops_its_background_probes(tmp_path: Path) -> None:
     for version in ("1.0", "1.1", "1.2", "2.0"):
         build_sdist(tmp_path, "demo", version)
