@@ -100,7 +100,9 @@ def check_mirror_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"mirror_url must be an http:// or https:// URL, not {url!r}")
-    return url if url.endswith("/") else url + "/"
+    # Kept as given, as devpi reads it back; the fetcher joins project names onto it as onto a
+    # directory (Upstream.for_mirror_url).
+    return url
 
 
 def make_index_config(

@@ -181,7 +181,8 @@ class Upstream:
         cls, client: Any, clock: IReactorTime, mirror_url: str, **kw: Any
     ) -> Upstream:
         url, auth = split_credentials(mirror_url)
-        return cls(client, clock, url, auth, **kw)
+        # ".../simple" names the same index as ".../simple/": project pages are below it.
+        return cls(client, clock, url if url.endswith("/") else url + "/", auth, **kw)
 
     def project_url(self, project: str) -> str:
         return urljoin(self.base_url, f"{project}/")

@@ -106,7 +106,7 @@ def test_mirror_values() -> None:
             "mirror_use_external_urls": "True",
         },
     )
-    assert config.mirror_url == "http://127.0.0.1:9/simple/"
+    assert config.mirror_url == "http://127.0.0.1:9/simple"  # read back as given, as devpi does
     assert config.mirror_cache_expiry == 1800
     assert config.mirror_use_external_urls is True
     assert (

@@ -85,6 +85,16 @@ def test_page_ok_carries_body_type_etag_and_serial(site: ScriptedResource, clock
     assert clock.getDelayedCalls() == [], "the deadline must not outlive the answer"
 
 
+def test_a_mirror_url_without_the_final_slash_names_the_same_index(
+    site: ScriptedResource, clock: Clock
+) -> None:
+    site.route("/simple/demo/", answer(PAGE, JSON_TYPE))
+    upstream, _ = make(site, clock, BASE.rstrip("/"))
+    assert upstream.project_url("demo") == BASE + "demo/"
+    page = result_of(start(upstream.fetch_page(upstream.project_url("demo"))))
+    assert page.status == "ok"
+
+
 def test_page_revalidation_sends_the_etag_and_reads_304(
     site: ScriptedResource, clock: Clock
 ) -> None:
