@@ -239,20 +239,43 @@ def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
     assert stored.page == late.page
 
 
-def test_old_versions_are_probed_in_the_background_paced(tmp_path: Path) -> None:
-    for version in ("1.0", "1.1", "1.2", "1.3", "2.0"):
+@attrs.define
+class Sdists:
+    """A bare upstream of demo sdists, and what a Mirror over it needs (``mirror()``: a process)."""
+
+    upstream: BareUpstream
+    stub: StubTreq
+    clock: Clock
+    storage: MemoryStorage
+    config: Any
+    settings: MirrorSettings
+
+    def mirror(self) -> Mirror:
+        upstream = Upstream(self.stub, self.clock, BASE)
+        return Mirror(
+            self.config, self.storage, MemoryBlobStore(), upstream, self.clock, self.settings
+        )
+
+
+def sdists(tmp_path: Path, versions: tuple[str, ...], **settings: Any) -> Sdists:
+    for version in versions:
         build_sdist(tmp_path, "demo", version)
     upstream = BareUpstream(tmp_path)
-    stub = StubTreq(upstream)
     clock = Clock()
     clock.advance(2_000_000_000)
     storage = MemoryStorage()
     config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
     storage.put_index(config)
-    settings = MirrorSettings(eager_versions=1, background_probe_rate=2.0)
-    mirror = Mirror(
-        config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
-    )
+    return Sdists(
+        upstream, StubTreq(upstream), clock, storage, config,
+        MirrorSettings(eager_versions=1, **settings),
+    )  # fmt: skip
+
+
+def test_old_versions_are_probed_in_the_background_paced(tmp_path: Path) -> None:
+    rig = sdists(tmp_path, ("1.0", "1.1", "1.2", "1.3", "2.0"), background_probe_rate=2.0)
+    upstream, stub, clock, storage = rig.upstream, rig.stub, rig.clock, rig.storage
+    mirror = rig.mirror()
     results: list[Any] = []
     Deferred.fromCoroutine(mirror.get_state("demo")).addBoth(results.append)
     stub.flush()
@@ -292,19 +315,9 @@ def test_old_versions_are_probed_in_the_background_paced(tmp_path: Path) -> None
 
 
 def test_background_probes_outlast_a_short_upstream_outage(tmp_path: Path) -> None:
-    for version in ("1.0", "2.0"):
-        build_sdist(tmp_path, "demo", version)
-    upstream = BareUpstream(tmp_path)
-    stub = StubTreq(upstream)
-    clock = Clock()
-    clock.advance(2_000_000_000)
-    storage = MemoryStorage()
-    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
-    storage.put_index(config)
-    settings = MirrorSettings(eager_versions=1, background_probe_rate=2.0, backoff_min=5.0)
-    mirror = Mirror(
-        config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
-    )
+    rig = sdists(tmp_path, ("1.0", "2.0"), background_probe_rate=2.0, backoff_min=5.0)
+    upstream, stub, clock = rig.upstream, rig.stub, rig.clock
+    mirror = rig.mirror()
     upstream.fail_files = True
     Deferred.fromCoroutine(mirror.get_state("demo"))
     stub.flush()
@@ -322,21 +335,10 @@ def test_background_probes_outlast_a_short_upstream_outage(tmp_path: Path) -> No
 
 
 def test_background_probes_go_on_after_a_restart(tmp_path: Path) -> None:
-    for version in ("1.0", "1.1", "2.0"):
-        build_sdist(tmp_path, "demo", version)
-    upstream = BareUpstream(tmp_path)
-    stub = StubTreq(upstream)
-    clock = Clock()
-    clock.advance(2_000_000_000)
-    storage = MemoryStorage()
-    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
-    storage.put_index(config)
-    settings = MirrorSettings(eager_versions=1, background_probe_rate=1.0)
-
-    def mirror() -> Mirror:
-        return Mirror(
-            config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
-        )
+    rig = sdists(tmp_path, ("1.0", "1.1", "2.0"), background_probe_rate=1.0)
+    upstream, stub, clock, storage, mirror = (
+        rig.upstream, rig.stub, rig.clock, rig.storage, rig.mirror,
+    )  # fmt: skip
 
     first = mirror()
     upstream.hold_files = True  # the background probes never answer: the process stops
@@ -361,16 +363,9 @@ def test_background_probes_go_on_after_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_replaced_mirror_stops_its_background_probes(tmp_path: Path) -> None:
-    for version in ("1.0", "1.1", "1.2", "2.0"):
-        build_sdist(tmp_path, "demo", version)
-    upstream = BareUpstream(tmp_path)
-    stub = StubTreq(upstream)
-    clock = Clock()
-    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
-    settings = MirrorSettings(eager_versions=1, background_probe_rate=1.0)
-    mirror = Mirror(
-        config, MemoryStorage(), MemoryBlobStore(), Upstream(stub, clock, BASE), clock, settings
-    )
+    rig = sdists(tmp_path, ("1.0", "1.1", "1.2", "2.0"), background_probe_rate=1.0)
+    upstream, stub, clock = rig.upstream, rig.stub, rig.clock
+    mirror = rig.mirror()
     Deferred.fromCoroutine(mirror.get_state("demo"))
     stub.flush()
     mirror.stop()
