@@ -341,6 +341,8 @@ class Mirror:
     _metadata_runs: Coalescer[CoreMetadata | None] = attrs.field(factory=Coalescer)
     # Core metadata just read, served from memory while its blob is being written.
     _fresh_metadata: dict[tuple[str, str], CoreMetadata] = attrs.field(factory=dict)
+    # Small files a metadata read brought whole, being stored: who waits for them.
+    _keeping: dict[tuple[str, str], list[Deferred[None]]] = attrs.field(factory=dict)
     _probe_slots: DeferredSemaphore = attrs.field(init=False)
     _probed: dict[str, float] = attrs.field(factory=dict)
     _outcomes: dict[str, ProbeOutcome] = attrs.field(factory=dict)
@@ -835,10 +837,7 @@ class Mirror:
                     data = probe.metadata
                     learnt = ProbeOutcome(probe.size, probe.last_modified, None)
                     if probe.whole is not None:
-                        self._after(
-                            self._keep_whole(record, probe.whole, probe.last_modified),
-                            "caching a small file",
-                        )
+                        self._keep_whole_after(record, probe.whole, probe.last_modified)
             if data is None:
                 data = await self._metadata_by_fill(record)
         if data is None or (want and hashlib.sha256(data).hexdigest() != want):
@@ -879,6 +878,31 @@ class Mirror:
         """Work the answer does not wait for; its failure is logged."""
         d = Deferred.fromCoroutine(work)
         d.addErrback(lambda f: log.failure("{what} on {index}", f, what=what, index=self.key))
+
+    def _keep_whole_after(self, record: MirrorFile, body: bytes, modified: float | None) -> None:
+        key = (record.path_key, record.filename)
+        self._keeping[key] = []
+
+        def done(_: object) -> None:
+            for waiter in self._keeping.pop(key, []):
+                waiter.callback(None)
+
+        d = Deferred.fromCoroutine(self._keep_whole(record, body, modified))
+        d.addErrback(lambda f: log.failure("caching {f} on {i}", f, f=record.filename, i=self.key))
+        d.addBoth(done)
+
+    async def settled(self, record: MirrorFile) -> MirrorFile:
+        """
+        ``record`` again once the small file a metadata read brought whole is stored, when one
+        is being stored: the download that follows a metadata read must not fetch it again.
+        """
+        waiters = self._keeping.get((record.path_key, record.filename))
+        if waiters is None:
+            return record
+        waiter: Deferred[None] = Deferred()
+        waiters.append(waiter)
+        await waiter
+        return await self.file_record(record.path_key, record.filename) or record
 
     async def _keep_whole(self, record: MirrorFile, body: bytes, modified: float | None) -> None:
         """A range answer that held the whole (small) file: cached, as a fill would."""

@@ -213,6 +213,46 @@ def test_reading_a_small_wheels_metadata_caches_the_whole_wheel(rig: Rig) -> Non
     assert rig.blobs.blobs[record.cached_sha256] == source
 
 
+class HeldBlobs(MemoryBlobStore):
+    """A slow disk: put_bytes finishes when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple[bytes, Deferred[str]]] = []
+
+    def put_bytes(self, data: bytes) -> Deferred[str]:
+        d: Deferred[str] = Deferred()
+        self.held.append((data, d))
+        return d
+
+    def let_through(self) -> None:
+        while self.held:
+            data, d = self.held.pop(0)
+            super().put_bytes(data).chainDeferred(d)
+
+
+def test_a_download_right_after_a_metadata_read_waits_for_the_small_file(rig: Rig) -> None:
+    blobs = HeldBlobs()
+    upstream = Upstream(rig.stub, rig.clock, BASE)
+    mirror = Mirror(rig.mirror.config, rig.storage, blobs, upstream, rig.clock, rig.mirror.settings)
+    (state,) = rig.run(mirror.get_state("demo"))
+    wheel = next(x for x in state.page.links if x.filename == "demo-2.0-py3-none-any.whl")
+    record = record_of(rig, wheel)
+    (found,) = rig.run(mirror.core_metadata(record))
+    assert found.data is not None  # answered while the disk is still busy
+    waiting: list[Any] = []
+    Deferred.fromCoroutine(mirror.settled(record)).addBoth(waiting.append)
+    rig.settle()
+    assert waiting == []
+    blobs.let_through()
+    rig.settle()
+    (settled,) = waiting
+    assert settled.cached_sha256 == wheel.sha256
+    # So the download is served from the store: the upstream sent the wheel once, as a range.
+    gets = [r for m, _, r in file_requests(rig.upstream) if m == b"GET"]
+    assert gets == [b"bytes=-61440"]
+
+
 def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
     rig.upstream.hold_files = True
     results = rig.run(rig.mirror.get_state("demo"))

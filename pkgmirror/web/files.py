@@ -15,11 +15,12 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from pkgmirror.fill import FileFill, FillFailed
 from pkgmirror.mirror import Mirror
-from pkgmirror.model import IndexConfig, MirrorFile
+from pkgmirror.model import IndexConfig, MirrorFile, ReleaseFile
 from pkgmirror.names import is_safe_path_segment
 from pkgmirror.server import Refused, Server
 from pkgmirror.web.tail import TailProducer
-from pkgmirror.web.util import AsyncResource, finish, wants_json
+from pkgmirror.web.upload import delete_file
+from pkgmirror.web.util import AsyncResource, finish, query_flag, wants_json
 
 IMMUTABLE = b"max-age=365000000, immutable, public"
 METADATA_SUFFIX = ".metadata"
@@ -71,6 +72,21 @@ class FilesResource(AsyncResource):
         if mirror is None:
             return await self._stage_file(request, path_key, filename, metadata)
         return await self._mirror_file(request, mirror, path_key, filename, metadata)
+
+    async def handle_DELETE(self, request: Request) -> bytes:
+        path_key, filename = self._parse(request)
+        if filename.endswith(METADATA_SUFFIX):
+            raise Refused(405, "core metadata goes with its file: delete the file")
+        mirror = self.app.mirrors.get(self.index.key)
+        record: ReleaseFile | MirrorFile | None
+        if mirror is None:
+            record = await self.app.release_file(self.index.key, path_key, filename)
+        else:
+            record = await mirror.file_record(path_key, filename)
+        if record is None:
+            raise Refused(404, f"no file {filename} on {self.index.key}")
+        force = query_flag(request, b"force")
+        return await delete_file(request, self.app, self.index, record, force=force)
 
     async def _serve_blob(self, request: Request, sha256: str, content_type: str) -> bool:
         path = self.app.blobs.local_path(sha256)
@@ -127,6 +143,7 @@ class FilesResource(AsyncResource):
             raise Refused(404, f"{record.project} is quarantined upstream; no files are offered")
         if metadata:
             return await self._mirror_metadata(request, mirror, record)
+        record = await mirror.settled(record)
         if record.cached_sha256 and await self._serve_blob(
             request, record.cached_sha256, "application/octet-stream"
         ):
