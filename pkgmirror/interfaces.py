@@ -95,11 +95,12 @@ class IStorage(Interface):
         """Deferred[list[str]]: normalised names of the projects a stage has files of."""
 
     def delete_release_files(
-        index: str, project: str, version: str | None = None
+        index: str, project: str, version: str | None = None, filename: str | None = None
     ) -> Deferred[list[str]]:
         """
-        Deferred[list[str]]: deletes a project's files (of one version when given), firing with
-        the sha256 of blobs no longer referenced anywhere. Fails with NotFound if none matched.
+        Deferred[list[str]]: deletes a project's files (of one version, or the one file named
+        ``filename``, when given), firing with the sha256 of blobs no longer referenced
+        anywhere. Fails with NotFound if none matched.
         """
 
     def set_yanked(index: str, project: str, version: str, reason: str | None) -> Deferred[int]:

@@ -126,14 +126,19 @@ async def _store(
 
 
 async def delete_stage_releases(
-    server: Server, config: IndexConfig, project: str, version: str | None, force: bool = False
+    server: Server,
+    config: IndexConfig,
+    project: str,
+    version: str | None,
+    force: bool = False,
+    filename: str | None = None,
 ) -> None:
     """
-    Deletes a project's files (of one version) from a stage; volatile indexes only, unless
-    ``force`` (devpi's ``?force``, ``devpi remove --force``).
+    Deletes a project's files (of one version, or the one file ``filename``) from a stage;
+    volatile indexes only, unless ``force`` (devpi's ``?force``, ``devpi remove --force``).
     """
     if not config.volatile and not force:
-        what = f"version {version}" if version else "project"
+        what = filename or (f"version {version}" if version else "project")
         raise Refused(
             403,
             f"cannot delete {what} on non-volatile index {config.key}: "
@@ -143,10 +148,11 @@ async def delete_stage_releases(
     try:
         try:
             unreferenced = await server.storage.delete_release_files(
-                config.key, project, None if version is None else normal_version(version)
+                config.key, project, None if version is None else normal_version(version), filename
             )
         except NotFound:
             what = f"version {version} of {project}" if version else f"project {project}"
+            what = filename or what
             raise Refused(404, f"{what} not found on {config.key}") from None
         for sha in unreferenced:
             await server.blobs.delete(sha)
@@ -198,17 +204,23 @@ async def copy_release(
 
 
 async def delete_mirror_cache(
-    server: Server, config: IndexConfig, project: str, version: str | None
+    server: Server,
+    config: IndexConfig,
+    project: str,
+    version: str | None,
+    filename: str | None = None,
 ) -> int:
     """
-    Forgets a mirror's cached copies of a project's files (of one version; for the whole
-    project also its cached page). They are fetched again when next asked. Fires with how many
-    files were cached.
+    Forgets a mirror's cached copies of a project's files (of one version, or the one file
+    ``filename``; for the whole project also its cached page). They are fetched again when next
+    asked. Fires with how many files were cached.
     """
     mirror = server.mirrors[config.key]
     state = await server.storage.get_mirror_page(config.key, project)
     filenames: list[str] | None = None
-    if version is not None:
+    if filename is not None:
+        filenames = [filename]
+    elif version is not None:
         wanted = normal_version(version)
         links = state.page.links if state is not None and state.page is not None else ()
         filenames = [

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import attrs
 import pytest
@@ -630,6 +631,78 @@ def test_deleting_a_mirrors_cached_files(env: Env, tmp_path: Path) -> None:
     assert "/files/mirrored_pkg-1.0-py3-none-any.whl" in [e["path"] for e in env.upstream.log()]
     ok(env.server.request("DELETE", "root/pypi/mirrored-pkg", auth=ROOT))
     assert wheel_sha not in {p.name for p in stored_blobs(env.server.serverdir)}
+
+
+def file_paths(env: Env, index: str, project: str) -> dict[str, str]:
+    """filename -> the path of its file URL, from an index's simple page."""
+    page_url = f"{env.simple(index)}{project}/"
+    status, _, body = env.server.request("GET", f"{index}/+simple/{project}/", headers=JSON_ACCEPT)
+    assert status == 200, body
+    return {
+        f["filename"]: urlsplit(urljoin(page_url, f["url"])).path.lstrip("/")
+        for f in json.loads(body)["files"]
+    }
+
+
+def test_deleting_one_file_by_its_url(env: Env, tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path, "single-pkg", "1.0")
+    sdist = build_sdist(tmp_path, "single-pkg", "1.0")
+    for dist in (wheel, sdist):
+        assert upload(env, "root/local", upload_body(dist))[0] == 200
+    paths = file_paths(env, "root/local", "single-pkg")
+    wheel_sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    status, _, body = env.server.request("GET", paths[wheel.name] + ".metadata")
+    assert status == 200
+    metadata_sha = hashlib.sha256(body).hexdigest()
+
+    def stored() -> set[str]:
+        return {p.name for p in stored_blobs(env.server.serverdir, core_metadata=True)}
+
+    assert {wheel_sha, metadata_sha} <= stored()
+
+    status, headers, _ = env.server.request("DELETE", paths[wheel.name])
+    assert status == 401 and "WWW-Authenticate" in headers
+    status, _, body = env.server.request("DELETE", paths[wheel.name], auth=ALICE)
+    assert status == 403, body
+    status, _, body = env.server.request("DELETE", paths[wheel.name] + ".metadata", auth=ROOT)
+    assert status == 405 and b"delete the file" in body
+    result = ok(env.server.request("DELETE", paths[wheel.name], auth=ROOT))
+    assert wheel.name in result["message"]
+    # Only that file is gone: the sdist of the same version stays, and so does its project.
+    assert set(files_of(env, "root/local", "single-pkg")) == {sdist.name}
+    assert {wheel_sha, metadata_sha}.isdisjoint(stored())
+    for path in (paths[wheel.name], paths[wheel.name] + ".metadata"):
+        assert env.server.request("GET", path)[0] == 404
+    status, _, body = env.server.request("DELETE", paths[wheel.name], auth=ROOT)
+    assert status == 404 and wheel.name.encode() in body
+
+    # A non-volatile index keeps its files unless forced (devpi's ?force).
+    kept = build_wheel(tmp_path / "prod", "single-pkg", "1.0")
+    assert upload(env, "root/prod", upload_body(kept))[0] == 200
+    path = file_paths(env, "root/prod", "single-pkg")[kept.name]
+    status, _, body = env.server.request("DELETE", path, auth=ROOT)
+    assert status == 403 and b"non-volatile" in body
+    assert kept.name in files_of(env, "root/prod", "single-pkg")
+    ok(env.server.request("DELETE", path + "?force", auth=ROOT))
+    assert files_of(env, "root/prod", "single-pkg") == {}
+
+
+def test_deleting_a_mirrored_file_drops_only_the_cached_copy(env: Env, tmp_path: Path) -> None:
+    download(env.client_env, env.simple("root/pypi"), "mirrored-pkg==1.0", dest=tmp_path / "a")
+    name = "mirrored_pkg-1.0-py3-none-any.whl"
+    cached = hashlib.sha256((tmp_path / "a" / name).read_bytes()).hexdigest()
+    assert cached in {p.name for p in stored_blobs(env.server.serverdir)}
+    path = file_paths(env, "root/pypi", "mirrored-pkg")[name]
+    status, _, _ = env.server.request("DELETE", path, auth=ALICE)
+    assert status == 403
+    result = ok(env.server.request("DELETE", path, auth=ROOT))
+    assert "cached copy dropped" in result["message"]
+    assert cached not in {p.name for p in stored_blobs(env.server.serverdir)}
+    # Still listed, and fetched again from the upstream when next asked for.
+    assert name in files_of(env, "root/pypi", "mirrored-pkg")
+    env.upstream.reset_log()
+    download(env.client_env, env.simple("root/pypi"), "mirrored-pkg==1.0", dest=tmp_path / "b")
+    assert f"/files/{name}" in [e["path"] for e in env.upstream.log()]
 
 
 # --------------------------------------------------------------------------- crash

@@ -398,8 +398,16 @@ class IStorageTestsMixin:
         for rf in (v1, v1_whl, v2, elsewhere):
             result(stage.add_release_file(rf, False))
 
+        # One file by name: its blob is kept while another index's file has the same bytes.
+        one = result(stage.delete_release_files("alice/dev", "foo-bar", filename=v1.filename))
+        assert one == [sha(b"1-meta")]
+        assert result(stage.list_release_files("alice/dev")) == [v1_whl, v2]
+        failure_of(
+            stage.delete_release_files("alice/dev", "foo-bar", filename=v1.filename), NotFound
+        )
+
         removed = result(stage.delete_release_files("alice/dev", "Foo_Bar", "1.0"))
-        assert sorted(removed) == sorted([sha(b"1-meta"), sha(b"w")])
+        assert removed == [sha(b"w")]
         assert result(stage.list_release_files("alice/dev")) == [v2]
         failure_of(stage.delete_release_files("alice/dev", "foo-bar", "1.0"), NotFound)
 
@@ -1053,9 +1061,12 @@ class StorageAgreement(RuleBasedStateMachine):
         index=st.sampled_from(_INDEXES),
         project=st.sampled_from(("foo", "bar")),
         version=st.sampled_from((None, "1.0", "2.0")),
+        filename=st.sampled_from((None, *_FILES)),
     )
-    def delete_files(self, index: str, project: str, version: str | None) -> None:
-        self.same("delete_release_files", index, project, version)
+    def delete_files(
+        self, index: str, project: str, version: str | None, filename: str | None
+    ) -> None:
+        self.same("delete_release_files", index, project, version, filename)
 
     @rule(
         index=st.sampled_from(_INDEXES),

@@ -411,20 +411,27 @@ def _list_stage_projects(conn: sqlite3.Connection, index: str) -> list[str]:
 
 
 def _delete_release_files(
-    conn: sqlite3.Connection, index: str, project: str, version: str | None
+    conn: sqlite3.Connection,
+    index: str,
+    project: str,
+    version: str | None,
+    filename: str | None = None,
 ) -> list[str]:
     where = "idx = ? AND project = ?"
     params: tuple[str, ...] = (index, normalize(project))
     if version is not None:
         where += " AND version = ?"
         params += (version,)
+    if filename is not None:
+        where += " AND filename = ?"
+        params += (filename,)
     candidates: set[str] = set()
     for a, b in conn.execute(
         f"SELECT sha256, metadata_sha256 FROM release_files WHERE {where}", params
     ):
         candidates.update(x for x in (a, b) if x is not None)
     if conn.execute(f"DELETE FROM release_files WHERE {where}", params).rowcount == 0:
-        what = project if version is None else f"{project} {version}"
+        what = filename or (project if version is None else f"{project} {version}")
         raise NotFound(f"no files of {what} in {index}")
     return _unreferenced(conn, candidates)
 
@@ -762,9 +769,9 @@ class SQLiteStorage:
         return self._read(_list_stage_projects, index)
 
     def delete_release_files(
-        self, index: str, project: str, version: str | None = None
+        self, index: str, project: str, version: str | None = None, filename: str | None = None
     ) -> Deferred[list[str]]:
-        return self._write(_delete_release_files, index, project, version)
+        return self._write(_delete_release_files, index, project, version, filename)
 
     def set_yanked(
         self, index: str, project: str, version: str, reason: str | None

@@ -217,17 +217,20 @@ class MemoryStorage:
 
     @_deferred
     def delete_release_files(
-        self, index: str, project: str, version: str | None = None
+        self, index: str, project: str, version: str | None = None, filename: str | None = None
     ) -> list[str]:
         self._check()
         name = normalize(project)
         doomed = {
             k: rf
             for k, rf in self._release.items()
-            if k[0] == index and rf.project == name and (version is None or rf.version == version)
+            if k[0] == index
+            and rf.project == name
+            and (version is None or rf.version == version)
+            and (filename is None or rf.filename == filename)
         }
         if not doomed:
-            what = project if version is None else f"{project} {version}"
+            what = filename or (project if version is None else f"{project} {version}")
             raise NotFound(f"no files of {what} in {index}")
         for k in doomed:
             del self._release[k]

@@ -28,6 +28,7 @@ from pkgmirror.web.util import (
     absolute,
     authenticated_user,
     envelope,
+    query_flag,
     read_json,
     wants_json,
 )
@@ -382,7 +383,7 @@ class ProjectResource(AsyncResource):
 
     async def handle_DELETE(self, request: Request) -> bytes:
         project, version = self._path(request)
-        force = b"force" in (request.args or {})
+        force = query_flag(request, b"force")
         return await delete_release(request, self.app, self.index, project, version, force=force)
 
     async def handle_PATCH(self, request: Request) -> bytes:

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from pkgmirror.interfaces import ISpool
-from pkgmirror.model import IndexConfig
+from pkgmirror.model import IndexConfig, MirrorFile, ReleaseFile
 from pkgmirror.releases import delete_mirror_cache, delete_stage_releases, store_upload, yank
 from pkgmirror.server import Refused, Server
 from pkgmirror.upload import (
@@ -182,6 +182,27 @@ async def delete_release(
     else:
         await delete_stage_releases(server, config, project, version, force)
         message = f"{what} deleted from {config.key}"
+    return envelope(request, "actionlog", [], message=message)
+
+
+async def delete_file(
+    request: Request,
+    server: Server,
+    config: IndexConfig,
+    record: ReleaseFile | MirrorFile,
+    force: bool = False,
+) -> bytes:
+    """``DELETE /USER/INDEX/+f/...``: one of a stage's files, or a mirror's cached copy of one."""
+    await release_manager(request, server, config)
+    if isinstance(record, MirrorFile):
+        count = await delete_mirror_cache(server, config, record.project, None, record.filename)
+        done = "cached copy dropped from" if count else "was not cached on"
+        message = f"{record.filename}: {done} {config.key}"
+    else:
+        await delete_stage_releases(
+            server, config, record.project, record.version, force, filename=record.filename
+        )
+        message = f"{record.filename} deleted from {config.key}"
     return envelope(request, "actionlog", [], message=message)
 
 

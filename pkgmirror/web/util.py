@@ -27,6 +27,17 @@ JSON_TYPE = b"application/json"
 MAX_JSON_BODY = 1024 * 1024
 
 
+def query_flag(request: Request, name: bytes) -> bool:
+    """
+    ``?name``, ``?name=`` or ``?name=anything``: twisted.web drops a bare ``?name`` from
+    ``request.args``, so the query is read here.
+    """
+    if name in (request.args or {}):
+        return True
+    _, _, query = request.uri.partition(b"?")
+    return any(part.split(b"=", 1)[0] == name for part in query.split(b"&"))
+
+
 def wants_json(request: Request) -> bool:
     accept = (request.getHeader(b"accept") or b"").decode("latin-1").lower()
     return "application/json" in accept
