@@ -54,6 +54,7 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
         outside_url=options["outside-url"],
         token_ttl=options.get("token-ttl", DEFAULT_TOKEN_TTL),
         max_upload_size=options.get("max-upload-size") or 1024**3,
+        mirror_url_allow=tuple(options.get("mirror-url-allow") or ()),
     )
 
     def run_in_thread(f: Any) -> Deferred[Any]:

@@ -7,7 +7,7 @@ Pure: no I/O. Errors are ``ConfigError`` with a one-line reason meant for the HT
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,6 +103,32 @@ def check_mirror_url(url: str) -> str:
     # Kept as given, as devpi reads it back; the fetcher joins project names onto it as onto a
     # directory (Upstream.for_mirror_url).
     return url
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int | None], str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return (scheme, (parts.hostname or "").lower(), port), parts.path or "/"
+
+
+def mirror_url_allowed(url: str, allowed: Sequence[str]) -> bool:
+    """
+    Whether a mirror may fetch from ``url`` on a server that allows only URLs below the
+    prefixes ``allowed`` (none: any URL). The same scheme, host and port, and a path at or
+    below the prefix's on a segment boundary; credentials in either do not count.
+    """
+    if not allowed:
+        return True
+    origin, path = _origin_and_path(url)
+    for prefix in allowed:
+        want_origin, want_path = _origin_and_path(prefix)
+        if origin != want_origin:
+            continue
+        base = want_path if want_path.endswith("/") else want_path + "/"
+        if path == want_path or path.startswith(base):
+            return True
+    return False
 
 
 def make_index_config(

@@ -26,6 +26,7 @@ from pkgmirror.config import (
     apply_keyvalue_list,
     check_bases,
     make_index_config,
+    mirror_url_allowed,
     resolution_order,
 )
 from pkgmirror.interfaces import IBlobStore, IStorage, NotFound
@@ -34,7 +35,7 @@ from pkgmirror.model import IndexConfig, Link, ProjectPage, ReleaseFile, User
 from pkgmirror.namelist import NameList
 from pkgmirror.names import is_valid_user_or_index_name
 from pkgmirror.stage import Hidden, apply_yanks, is_private, merge_pages
-from pkgmirror.upstream import Upstream
+from pkgmirror.upstream import Upstream, split_credentials
 
 log = Logger()
 T = TypeVar("T")
@@ -62,6 +63,8 @@ class ServerSettings:
     outside_url: str | None = None
     token_ttl: int = auth.DEFAULT_TOKEN_TTL
     max_upload_size: int = 1024**3
+    # URL prefixes mirrors may fetch from (--mirror-url-allow); empty: any.
+    mirror_url_allow: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -286,6 +289,7 @@ class Server:
             check_bases(config, self.indexes)
         except ConfigError as e:
             raise Refused(400, str(e)) from None
+        self._check_mirror_url(config, None)
         await self.storage.put_index(config)
         self._install_index(config)
         return config
@@ -305,9 +309,24 @@ class Server:
             check_bases(config, others)
         except ConfigError as e:
             raise Refused(400, str(e)) from None
+        self._check_mirror_url(config, existing)
         await self.storage.put_index(config)
         self._install_index(config)
         return config
+
+    def _check_mirror_url(self, config: IndexConfig, existing: IndexConfig | None) -> None:
+        # Checked when the URL is set, so an operator's narrower list later does not block
+        # other edits of an index made before.
+        url = config.mirror_url
+        if not url or (existing is not None and existing.mirror_url == url):
+            return
+        allowed = self.settings.mirror_url_allow
+        if not mirror_url_allowed(url, allowed):
+            raise Refused(
+                403,
+                f"this server's mirrors may only fetch from {', '.join(allowed)}, "
+                f"not {split_credentials(url)[0]}",
+            )
 
     async def delete_index(self, key: str) -> None:
         config = self.indexes.get(key)

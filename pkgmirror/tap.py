@@ -82,10 +82,22 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["mirror-url-allow"] = []
 
     def opt_listen(self, endpoint: str) -> None:
         """Endpoint string to listen on, e.g. tcp:3141:interface=0.0.0.0 (repeatable)."""
         self["listen"].append(endpoint)
+
+    def opt_mirror_url_allow(self, prefix: str) -> None:
+        """
+        A URL prefix mirrors may fetch from (repeatable); without any, mirrors may fetch from
+        any URL, as in devpi.
+        """
+        if not prefix.startswith(("http://", "https://")):
+            raise usage.UsageError(
+                f"--mirror-url-allow must start with http:// or https://, not {prefix!r}"
+            )
+        self["mirror-url-allow"].append(prefix)
 
     def opt_version(self) -> None:
         print(f"pkgmirror {__version__}")

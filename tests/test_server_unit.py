@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 
 from pkgmirror import auth
+from pkgmirror.config import mirror_url_allowed
 from pkgmirror.mirror import MirrorSettings
 from pkgmirror.model import ReleaseFile, iso_time
 from pkgmirror.server import Refused, Server, ServerSettings
@@ -98,6 +99,46 @@ def test_create_index_validation(rig: Rig) -> None:
     assert rig.refused(s.create_index("root", "dev", {})).code == 409
     assert "root/dev" in rig.restart().indexes
     assert [c.key for c in result_of(rig.storage.list_indexes())] == ["root/dev"]
+
+
+def test_mirror_urls_outside_the_allowed_prefixes_are_refused(rig: Rig) -> None:
+    allowed = ("https://intranet.test/simple/", "http://127.0.0.1:8080")
+    s = rig.server
+    s.settings = attrs.evolve(s.settings, mirror_url_allow=allowed)
+    for url in ("https://intranet.test/other/", "http://169.254.169.254/latest/"):
+        refused = rig.refused(s.create_index("root", "m", {"type": "mirror", "mirror_url": url}))
+        assert refused.code == 403 and "may only fetch from https://intranet.test/simple/" in (
+            refused.message
+        )
+    assert "root/m" not in s.indexes
+    rig.run(s.create_index("root", "m", {"type": "mirror", "mirror_url": allowed[0] + "x/"}))
+    refused = rig.refused(s.modify_index("root/m", ["mirror_url=https://user:pw@elsewhere.test/"]))
+    # The refusal names the URL without its credentials.
+    assert refused.code == 403 and "not https://elsewhere.test/" in refused.message
+    assert s.indexes["root/m"].mirror_url == allowed[0] + "x/"
+    rig.run(s.modify_index("root/m", ["mirror_url=http://127.0.0.1:8080/simple/"]))
+    # Narrowed later: the index's other settings can still change.
+    s.settings = attrs.evolve(s.settings, mirror_url_allow=(allowed[0],))
+    rig.run(s.modify_index("root/m", ["mirror_cache_expiry=60"]))
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://intranet.test/simple/", True),
+        ("https://intranet.test/simple/x/", True),
+        ("https://INTRANET.test:443/simple", True),
+        ("https://u:p@intranet.test/simple/", True),
+        ("https://intranet.test/simpler/", False),
+        ("http://intranet.test/simple/", False),
+        ("https://intranet.test:8443/simple/", False),
+        ("https://intranet.test.evil/simple/", False),
+        ("https://evil.test/https://intranet.test/simple/", False),
+    ],
+)
+def test_mirror_url_allowed(url: str, allowed: bool) -> None:
+    assert mirror_url_allowed(url, ["https://intranet.test/simple"]) is allowed
+    assert mirror_url_allowed(url, []) is True
 
 
 def test_modify_index_refuses_cycles_and_keeps_the_old_config(rig: Rig) -> None:

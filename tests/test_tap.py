@@ -13,6 +13,9 @@ import pytest
 
 from pkgmirror.testing.processes import free_port
 from pkgmirror.testing.server import ServerProcess, server_env, twistd_path
+from tests.conftest import ROOT_PASSWORD, init_server
+
+ROOT = ("root", ROOT_PASSWORD)
 
 
 def twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -60,6 +63,7 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         (["--mirror-cache-expiry", "soon"], "--mirror-cache-expiry must be a number"),
         (["--log-format", "xml"], "--log-format must be text or json"),
         (["--outside-url", "example"], "--outside-url must start with http"),
+        (["--mirror-url-allow", "intranet.example"], "--mirror-url-allow must start with http"),
     ],
 )
 def test_bad_option_values_are_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -85,3 +89,18 @@ def test_empty_serverdir_is_initialised_with_root_and_root_pypi(tmp_path: Path) 
         # No upstream configured: it says so, and how to set one.
         assert status == 404
         assert b"mirror_url" in body
+
+
+def test_mirror_url_allow_reaches_the_server(tmp_path: Path) -> None:
+    serverdir = tmp_path / "sd"
+    init_server(serverdir, None)
+    allowed = "http://127.0.0.1:9/simple/"
+    with ServerProcess.start(serverdir, "--mirror-url-allow", allowed) as server:
+        status, _, body = server.request(
+            "PUT", "root/up", {"type": "mirror", "mirror_url": "http://127.0.0.1:10/"}, auth=ROOT
+        )
+        assert status == 403 and b"may only fetch from http://127.0.0.1:9/simple/" in body
+        status, _, body = server.request(
+            "PUT", "root/up", {"type": "mirror", "mirror_url": allowed}, auth=ROOT
+        )
+        assert status == 200, body
