@@ -490,17 +490,13 @@ class Mirror:
                 new_state = attrs.evolve(latest, fetched_at=now)
                 unchanged = latest.page
                 # Files whose probe failed before get another chance with every revalidation.
-                probed, metadata = (
-                    (unchanged, {})
-                    if unchanged is None
-                    else await self._probe_page(project, unchanged)
+                probed = (
+                    unchanged if unchanged is None else await self._probe_page(project, unchanged)
                 )
                 if probed is not None and probed != unchanged:
                     new_state = attrs.evolve(new_state, page=probed)
                     self.generation += 1
-                    await self._storage.put_mirror_page(
-                        new_state, mirror_files(self.key, probed, metadata)
-                    )
+                    await self._storage.put_mirror_page(new_state, mirror_files(self.key, probed))
                     self._file_records.clear()
                 else:
                     await self._storage.touch_mirror_page(self.key, project, now)
@@ -514,7 +510,7 @@ class Mirror:
                 current = self._states.get(project) or state
                 previous = current.page if current is not None else None
                 page = carry_forward(page, previous)
-                page, metadata = await self._probe_page(project, page)
+                page = await self._probe_page(project, page)
                 page = with_first_seen(page, previous, self._clock.seconds(), self._awaiting)
                 new_state = MirrorPageState(
                     self.key,
@@ -530,7 +526,7 @@ class Mirror:
                 # The answer does not wait for the write: the state is served from memory, and
                 # file look-ups that miss memory queue behind the write on the storage thread.
                 self._file_records.clear()
-                self._after(self._put_page(new_state, metadata), "storing a page")
+                self._after(self._put_page(new_state), "storing a page")
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
             self.health.failed(reason)
@@ -627,29 +623,28 @@ class Mirror:
             self._outcomes.clear()
         self._outcomes[url] = outcome
 
-    async def _probe_page(
-        self, project: str, page: ProjectPage
-    ) -> tuple[ProjectPage, dict[str, str]]:
+    def _with_outcomes(self, page: ProjectPage) -> ProjectPage:
+        """``page`` with what probes learnt of its files (also those of an earlier fetch)."""
+        return apply_probes(
+            page, {x.url: self._outcomes[x.url] for x in page.links if x.url in self._outcomes}
+        )
+
+    async def _probe_page(self, project: str, page: ProjectPage) -> ProjectPage:
         """
         Probes the files of ``page`` that lack a size: those of the newest ``eager_versions``
         versions now, waiting at most ``probe_wait`` seconds, the rest in the background. Returns
-        the page with what was learnt by then, and the core metadata blobs known (upstream URL ->
-        sha256). Probes still running then update the cached page when they are done.
+        the page with what was learnt by then; probes still running then update the cached
+        page when they are done.
         """
         now = self._clock.seconds()
-        # Probes of an earlier fetch whose results did not reach the page (it was replaced).
-        known = {
-            link.url: self._outcomes[link.url] for link in page.links if link.url in self._outcomes
-        }
-        page = apply_probes(page, known)
-        metadata = {url: o.metadata_sha256 for url, o in known.items() if o.metadata_sha256}
+        page = self._with_outcomes(page)
         if not self._may_probe():
-            return page, metadata
+            return page
         targets = [link for link in page.links if self._wants_probe(link, now)]
         eager, later = split_newest(targets, self.settings.eager_versions)
         self._queue_background(project, later)
         if not eager:
-            return page, metadata
+            return page
         outcomes: dict[str, ProbeOutcome] = {}
         self._awaiting.update(link.url for link in eager)
 
@@ -675,11 +670,9 @@ class Mirror:
                 d.addErrback(lambda f: log.failure("late probe results of {p}", f, p=project))
 
             work.addCallback(apply_late)
-        # With what background probes of this page learnt meanwhile.
-        learnt = {x.url: self._outcomes[x.url] for x in page.links if x.url in self._outcomes}
-        learnt.update(outcomes)
         self._awaiting.difference_update(outcomes)
-        return apply_probes(page, learnt), metadata
+        # With what background probes of this page learnt meanwhile.
+        return apply_probes(self._with_outcomes(page), outcomes)
 
     def _queue_background(self, project: str, links: Iterable[Link]) -> None:
         if self.settings.background_probe_rate <= 0 or not self._may_probe():
@@ -869,9 +862,9 @@ class Mirror:
             if page != state.page:
                 await self._store_page(attrs.evolve(state, page=page), {record.url: outcome})
 
-    async def _put_page(self, state: MirrorPageState, metadata: Mapping[str, str]) -> None:
+    async def _put_page(self, state: MirrorPageState) -> None:
         assert state.page is not None
-        await self._storage.put_mirror_page(state, mirror_files(self.key, state.page, metadata))
+        await self._storage.put_mirror_page(state, mirror_files(self.key, state.page))
         self._file_records.clear()
 
     def _after(self, work: Coroutine[Any, Any, None], what: str) -> None:
