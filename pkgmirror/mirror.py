@@ -335,6 +335,7 @@ class Mirror:
     # File records by (path_key, filename), so serving a cached file costs no SQL; emptied
     # after every write of this mirror's pages or files.
     _file_records: dict[tuple[str, str], MirrorFile] = attrs.field(factory=dict)
+    _records_epoch: int = 0
     last_used: dict[str, float] = attrs.field(factory=dict)
     stats: dict[str, int] = attrs.field(factory=lambda: {"upstream_requests": 0, "hits": 0})
     _probe_runs: Coalescer[ProbeOutcome | None] = attrs.field(factory=Coalescer)
@@ -497,13 +498,13 @@ class Mirror:
                     new_state = attrs.evolve(new_state, page=probed)
                     self.generation += 1
                     await self._storage.put_mirror_page(new_state, mirror_files(self.key, probed))
-                    self._file_records.clear()
+                    self._forget_records()
                 else:
                     await self._storage.touch_mirror_page(self.key, project, now)
             elif response.status == "missing" or response.status == "not_modified":
                 new_state = MirrorPageState(self.key, project, "missing", now)
                 await self._storage.put_mirror_page(new_state, [])
-                self._file_records.clear()
+                self._forget_records()
             else:
                 page = await self._parse_page(response, project)
                 # What we learnt while this fetch was under way counts too.
@@ -525,7 +526,7 @@ class Mirror:
                     self.generation += 1
                 # The answer does not wait for the write: the state is served from memory, and
                 # file look-ups that miss memory queue behind the write on the storage thread.
-                self._file_records.clear()
+                self._forget_records()
                 self._after(self._put_page(new_state), "storing a page")
         except (UpstreamError, ParseError) as e:
             reason = str(e) or e.__class__.__name__
@@ -760,7 +761,7 @@ class Mirror:
         self._states[state.project] = state
         self.generation += 1
         await self._storage.put_mirror_page(state, mirror_files(self.key, state.page, metadata))
-        self._file_records.clear()
+        self._forget_records()
 
     async def _probe(self, link: Link) -> ProbeOutcome | None:
         return await self._probe_runs.run(link.url, lambda: self._probe_now(link))
@@ -848,12 +849,14 @@ class Mirror:
         key = (record.path_key, record.filename)
         try:
             sha = await self._blobs.put_bytes(data)
+            await self._storage.set_mirror_file_metadata(
+                self.key, record.path_key, record.filename, sha
+            )
         finally:
+            # Served from memory until the stored record says it; the remembered record is
+            # read again, since a concurrent write (the whole file cached) may have changed it.
             self._fresh_metadata.pop(key, None)
-        self._file_records[key] = attrs.evolve(record, metadata_sha256=sha)
-        await self._storage.set_mirror_file_metadata(
-            self.key, record.path_key, record.filename, sha
-        )
+            self.forget_file(record.path_key, record.filename)
         state = self._states.get(record.project)
         if state is not None and state.page is not None:
             outcome = attrs.evolve(learnt, metadata_sha256=sha)
@@ -865,7 +868,7 @@ class Mirror:
     async def _put_page(self, state: MirrorPageState) -> None:
         assert state.page is not None
         await self._storage.put_mirror_page(state, mirror_files(self.key, state.page))
-        self._file_records.clear()
+        self._forget_records()
 
     def _after(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Work the answer does not wait for; its failure is logged."""
@@ -914,7 +917,7 @@ class Mirror:
         await self._storage.set_mirror_file_cached(
             self.key, record.path_key, record.filename, digest, size, when
         )
-        self._file_records.clear()
+        self._forget_records()
 
     async def _metadata_by_fill(self, record: MirrorFile) -> bytes | None:
         """The upstream answers no usable ranges: the whole wheel is cached, then read."""
@@ -941,7 +944,7 @@ class Mirror:
                 await self._storage.set_mirror_file_metadata(
                     self.key, record.path_key, record.filename, metadata_sha
                 )
-                self._file_records.clear()
+                self._forget_records()
         state = self._states.get(record.project)
         if state is None or state.page is None:
             return
@@ -972,8 +975,10 @@ class Mirror:
         key = (path_key, filename)
         record = self._file_records.get(key)
         if record is None:
+            epoch = self._records_epoch
             record = await self._storage.get_mirror_file(self.key, path_key, filename)
-            if record is not None:
+            # A record read before a write that changed it must not be remembered after it.
+            if record is not None and epoch == self._records_epoch:
                 if len(self._file_records) >= FILE_RECORDS_LIMIT:
                     self._file_records.clear()
                 self._file_records[key] = record
@@ -981,12 +986,17 @@ class Mirror:
 
     def forget_files(self) -> None:
         """Cached copies were dropped behind our back: remembered records are stale."""
-        self._file_records.clear()
+        self._forget_records()
         self._fresh_metadata.clear()
 
     def forget_file(self, path_key: str, filename: str) -> None:
         """Drop the remembered record after its stored one changed."""
         self._file_records.pop((path_key, filename), None)
+        self._records_epoch += 1
+
+    def _forget_records(self) -> None:
+        self._file_records.clear()
+        self._records_epoch += 1
 
     def start_fill(self, record: MirrorFile) -> FileFill:
         """The fill under way for that file, or a new one."""

@@ -253,6 +253,60 @@ def test_a_download_right_after_a_metadata_read_waits_for_the_small_file(rig: Ri
     assert gets == [b"bytes=-61440"]
 
 
+class SlowMetadataRecords(MemoryStorage):
+    """A busy storage thread: recording a metadata hash finishes when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Deferred[None]] = []
+
+    def set_mirror_file_metadata(  # type: ignore[override]
+        self, index: str, path_key: str, filename: str, sha256: str
+    ) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.held.append(d)
+        d.addCallback(
+            lambda _: super(SlowMetadataRecords, self).set_mirror_file_metadata(
+                index, path_key, filename, sha256
+            )
+        )
+        return d
+
+
+def test_the_cached_small_file_stays_known_while_its_metadata_is_recorded(
+    tmp_path: Path,
+) -> None:
+    build_wheel(tmp_path, "demo", "2.0")
+    upstream = BareUpstream(tmp_path)
+    stub = StubTreq(upstream)
+    clock = Clock()
+    storage = SlowMetadataRecords()
+    config = make_index_config("root", "pypi", {"type": "mirror", "mirror_url": BASE})
+    storage.put_index(config)
+    mirror = Mirror(
+        config, storage, MemoryBlobStore(), Upstream(stub, clock, BASE), clock, MirrorSettings()
+    )
+    results: list[Any] = []
+    Deferred.fromCoroutine(mirror.get_state("demo")).addBoth(results.append)
+    stub.flush()
+    ((wheel,),) = [r.page.links for r in results]
+    key = path_key_for(wheel)
+    record = storage.get_mirror_file("root/pypi", key, wheel.filename).result
+    Deferred.fromCoroutine(mirror.core_metadata(record)).addBoth(results.append)
+    stub.flush()
+    # The small wheel came whole with the metadata read and is cached; the metadata hash is
+    # still being written. A download now must find the cached copy, not fetch it again.
+    assert storage.held
+    Deferred.fromCoroutine(mirror.file_record(key, wheel.filename)).addBoth(results.append)
+    assert results[-1].cached_sha256 == wheel.sha256
+    for d in storage.held:
+        d.callback(None)
+    stub.flush()
+    Deferred.fromCoroutine(mirror.file_record(key, wheel.filename)).addBoth(results.append)
+    assert results[-1].cached_sha256 == wheel.sha256
+    assert results[-1].metadata_sha256 is not None
+
+
 def test_slow_probes_do_not_hold_the_page_and_arrive_later(rig: Rig) -> None:
     rig.upstream.hold_files = True
     results = rig.run(rig.mirror.get_state("demo"))
