@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.server import Request, Site
 
 from pkgmirror.auth import DEFAULT_TOKEN_TTL
@@ -41,7 +41,7 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
     stale = await blobs.discard_stale_spools()
     if stale:
         log.info("removed {n} partial downloads left by an earlier stop", n=stale)
-    http_pool = HTTPConnectionPool(reactor, persistent=True)
+    http_pool = QuietConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = 16
     http_pool.cachedConnectionTimeout = 120
     client = HTTPClient(Agent(reactor, pool=http_pool, connectTimeout=options["request-timeout"]))
@@ -64,6 +64,18 @@ async def build_server(reactor: Any, options: Any) -> tuple[Server, HTTPConnecti
     server.serverdir = serverdir.path
     await server.load()
     return server, http_pool
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # One "Starting factory" and one "Stopping factory" line per upstream connection buried
+    # the log; connection failures still reach it through the requests that see them.
+    noisy = False
+
+
+class QuietConnectionPool(HTTPConnectionPool):
+    """Twisted's pool, without a log line for every connection it opens or closes."""
+
+    _factory = _QuietClientFactory
 
 
 class PkgmirrorSite(Site):
