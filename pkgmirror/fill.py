@@ -2,19 +2,24 @@
 A cache fill: one upstream download of one file, spooled to disk, hash-checked, then committed.
 
 Any number of readers follow a fill while it runs (see ``pkgmirror.web.tail``). They may read
-every byte the spool holds except the last one, which is released only once the whole body has
-arrived and its sha256 matched: a client can never complete a download of bad bytes.
+every byte the fill received except the last one, which is released only once the whole body
+has arrived and its sha256 matched: a client can never complete a download of bad bytes.
+Readers that keep up are handed the newest bytes from memory; the others read the spool.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 
 from pkgmirror.interfaces import ISpool
 from pkgmirror.upstream import FileStart
+
+RECENT_BYTES = 4 * 1024 * 1024
 
 
 class FillFailed(Exception):
@@ -41,6 +46,11 @@ class FileFill:
         self._finished: list[Deferred[str]] = []
         self._stored: list[Deferred[str]] = []
         self.stored_sha256: str | None = None
+        # The newest bytes received, (offset, chunk), at most about RECENT_BYTES of them.
+        self._recent: deque[tuple[int, bytes]] = deque()
+        self._recent_size = 0
+        self._source: IPushProducer | None = None
+        self._source_paused = False
 
     @property
     def done(self) -> bool:
@@ -101,9 +111,43 @@ class FileFill:
             d.callback(start)
         self._started.clear()
 
+    def source(self, producer: IPushProducer) -> None:
+        """What sends the bytes: paused while the spool's backlog is large."""
+        self._source = producer
+
     def data(self, chunk: bytes) -> None:
-        self.spool.write(chunk)
+        offset = self.spool.size
+        keeping_up = self.spool.append(chunk)
+        if not keeping_up and self._source is not None and not self._source_paused:
+            self._source_paused = True
+            self._source.pauseProducing()
+            self.spool.when_drained(self._resume_source)
+        self._recent.append((offset, chunk))
+        self._recent_size += len(chunk)
+        while self._recent_size - len(self._recent[0][1]) >= RECENT_BYTES:
+            self._recent_size -= len(self._recent.popleft()[1])
         self._notify()
+
+    def _resume_source(self) -> None:
+        if self._source_paused and self._source is not None and not self.done:
+            self._source_paused = False
+            self._source.resumeProducing()
+
+    def recent(self, offset: int, length: int) -> bytes | None:
+        """
+        Up to ``length`` bytes from ``offset`` (never past the end of one received chunk) when
+        they are still held in memory, else None: read them from the spool.
+        """
+        for start, chunk in reversed(self._recent):
+            if start <= offset:
+                if offset >= start + len(chunk):
+                    return None
+                return chunk[offset - start : offset - start + length]
+        return None
+
+    def _forget_recent(self) -> None:
+        self._recent.clear()
+        self._recent_size = 0
 
     def succeeded(self, sha256: str) -> None:
         self.sha256 = sha256
@@ -117,6 +161,7 @@ class FileFill:
         """The verified bytes are in the blob store now."""
         assert self.sha256 is not None
         self.stored_sha256 = self.sha256
+        self._forget_recent()
         for d in self._stored:
             d.callback(self.sha256)
         self._stored.clear()
@@ -124,6 +169,7 @@ class FileFill:
     def failed(self, reason: str) -> None:
         self.failure = Failure(FillFailed(reason))
         self.spool.abort()
+        self._forget_recent()
         for d in self._started:
             d.errback(self.failure)
         self._started.clear()

@@ -9,7 +9,7 @@ Nothing here assumes SQLite or a local file system: a PostgreSQL ``IStorage`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -196,28 +196,64 @@ class ISpool(Interface):
     """
     A blob being written: bytes go in as they arrive, nothing is visible until ``commit``.
 
-    ``write`` is cheap and synchronous (it appends to a local temporary file); the hash and size
-    grow as bytes arrive, so the caller can check them before the last byte is released.
+    Two ways in. ``write`` blocks until the bytes are stored; callers already off the reactor
+    thread use it (an upload copied in a thread). ``append`` returns at once; the bytes are
+    stored (and hashed) off the reactor thread, in order (a download from an upstream). The
+    two are not mixed on one spool.
     """
 
-    size = Attribute("int: bytes written so far")
-    path = Attribute("FilePath of the local temporary file, for readers that tail it")
+    size = Attribute("int: bytes written or appended so far")
+    path = Attribute(
+        "FilePath | None: a local file holding the bytes written, when there is one, for"
+        " checks that read a finished upload in place. Nothing requires one."
+    )
 
     def write(data: bytes) -> None:
-        """Append bytes."""
+        """Store bytes; blocking."""
+
+    def append(data: bytes) -> bool:
+        """
+        Queue bytes to be stored, without blocking. False once the backlog not yet stored is
+        large: the caller should pause its source until ``when_drained`` calls back.
+        """
+
+    def when_drained(callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in the reactor thread) once the backlog is small again."""
+
+    def flush() -> Deferred[None]:
+        """Deferred[None]: fires once every appended byte is stored; fails if storing failed."""
 
     def hexdigest() -> str:
-        """The sha256 of what was written so far."""
+        """The sha256 of what was stored so far (after ``flush``, for appended bytes)."""
+
+    def reader() -> ISpoolReader | None:
+        """
+        A reader of the bytes stored so far, which stays usable after ``commit``; None once
+        the spool is committed or aborted (read the blob then).
+        """
 
     def commit(expected_sha256: str | None = None) -> Deferred[str]:
         """
-        Deferred[str]: makes the blob durable and visible under its sha256 (fsync, then an
-        atomic rename), firing with the sha256. If ``expected_sha256`` is given and differs,
-        fails with ValueError and nothing is stored.
+        Deferred[str]: stores what is still queued, then makes the blob durable and visible
+        under its sha256 (fsync, then an atomic rename), firing with the sha256. If
+        ``expected_sha256`` is given and differs, fails with ValueError and nothing is stored.
         """
 
     def abort() -> None:
         """Discard everything written. Safe to call more than once, or after commit."""
+
+
+class ISpoolReader(Interface):
+    """Reads a spool's bytes while it is being written: followers of a download catching up."""
+
+    def read(offset: int, length: int) -> Deferred[bytes]:
+        """
+        Deferred[bytes]: ``length`` bytes from ``offset``, once stored (they must have been
+        written or appended already). One read at a time.
+        """
+
+    def close() -> None:
+        """Release the reader; a read under way still completes."""
 
 
 class IBlobStore(Interface):

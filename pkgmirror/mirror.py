@@ -1022,7 +1022,8 @@ class Mirror:
             fill.started(s)
 
         try:
-            await self._upstream.stream_file(record.url, on_start, fill.data)
+            await self._upstream.stream_file(record.url, on_start, fill.data, fill.source)
+            await fill.spool.flush()
         except Exception as e:
             reason = str(e) or e.__class__.__name__
             if not start:

@@ -15,9 +15,13 @@ import attrs
 import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.web.client import ResponseFailed
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone, ResponseFailed
+from twisted.web.http import PotentialDataLoss
+from zope.interface import implementer
 
 from pkgmirror import __version__
 from pkgmirror.metadata import (
@@ -80,6 +84,55 @@ class FileProbe:
     metadata: bytes | None = None
     # The whole file, when a range answer held all of it (a small wheel): unverified bytes.
     whole: bytes | None = None
+
+
+class _Body(Protocol):
+    """treq's body collector, keeping the transport so that the body can be paused."""
+
+    def __init__(self, finished: Deferred[None], collector: Callable[[bytes], None]) -> None:
+        self.finished: Deferred[None] | None = finished
+        self.collector = collector
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self.collector(data)
+        except BaseException:
+            if self.transport is not None:
+                self.transport.loseConnection()
+            if self.finished is not None:
+                self.finished.errback(Failure())
+            self.finished = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.finished is None:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(None)
+        else:
+            self.finished.errback(reason)
+
+
+@implementer(IPushProducer)
+class _Source:
+    """Pauses an upstream body; the idle timer does not run while it is paused on purpose."""
+
+    def __init__(self, transport: Any, state: dict[str, Any], idle_timeout: float) -> None:
+        self._transport = transport
+        self._state = state
+        self._idle_timeout = idle_timeout
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+        timer = self._state["timer"]
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+        self._state["kick"](self._idle_timeout)
+
+    def stopProducing(self) -> None:
+        self._transport.stopProducing()
 
 
 class _TooLong(Exception):
@@ -261,11 +314,13 @@ class Upstream:
         url: str,
         on_start: Callable[[FileStart], None],
         on_data: Callable[[bytes], None],
+        on_source: Callable[[IPushProducer], None] | None = None,
     ) -> None:
         """
         Streams a file's body into ``on_data``. Fires when the body is complete; fails with
         UpstreamError on a bad status, a lost connection (a truncated body), the first answer
-        taking longer than ``timeout`` or no bytes arriving for ``idle_timeout`` seconds.
+        taking longer than ``timeout`` or no bytes arriving for ``idle_timeout`` seconds (not
+        counting time paused). ``on_source`` gets a producer that pauses the body.
         """
         state: dict[str, Any] = {"timer": None}
         running: list[Deferred[None]] = []
@@ -285,6 +340,7 @@ class Upstream:
         # pool, an in-memory agent) runs the coroutine up to its first kick synchronously.
         state["kick"] = kick
         kick(self.timeout)
+        state["on_source"] = on_source
         d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
         running.append(d)
         try:
@@ -325,8 +381,16 @@ class Upstream:
             state["kick"](self.idle_timeout)
             on_data(data)
 
+        finished: Deferred[None] = Deferred()
+        body = _Body(finished, chunk)
         try:
-            await treq.collect(response, chunk)
+            if response.length == 0:
+                finished.callback(None)
+            else:
+                response.deliverBody(body)
+                if state["on_source"] is not None and body.transport is not None:
+                    state["on_source"](_Source(body.transport, state, self.idle_timeout))
+            await finished
         except CancelledError:
             raise
         except Exception as e:

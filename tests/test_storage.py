@@ -34,6 +34,7 @@ from pkgmirror.interfaces import (
     Conflict,
     IBlobStore,
     ISpool,
+    ISpoolReader,
     IStorage,
     NotFound,
     StorageError,
@@ -887,18 +888,39 @@ class IBlobStoreTestsMixin:
         spool.write(b"!")
         assert result(spool.commit()) == sha(b"still arriving!")
 
+    def test_appended_bytes_are_read_back_and_committed(self, store: IBlobStore) -> None:
+        spool = store.new_spool()
+        assert verifyObject(ISpool, spool)
+        reader = spool.reader()
+        assert reader is not None and verifyObject(ISpoolReader, reader)
+        for part in (b"wheel ", b"bytes ", b"arriving"):
+            spool.append(part)
+        assert spool.size == 20
+        assert result(reader.read(6, 6)) == b"bytes "
+        result(spool.flush())
+        assert spool.hexdigest() == sha(b"wheel bytes arriving")
+        assert result(spool.commit()) == sha(b"wheel bytes arriving")
+        # A follower still catching up reads on after the commit; new ones read the blob.
+        assert result(reader.read(12, 8)) == b"arriving"
+        reader.close()
+        assert spool.reader() is None
+        assert result(store.read(sha(b"wheel bytes arriving"))) == b"wheel bytes arriving"
+
+    def test_a_reader_gets_only_what_the_spool_holds(self, store: IBlobStore) -> None:
+        spool = store.new_spool()
+        spool.append(b"short")
+        reader = spool.reader()
+        assert reader is not None
+        failure_of(reader.read(3, 10), ValueError)
+        spool.abort()
+        assert spool.reader() is None
+        with pytest.raises(ValueError):
+            spool.append(b"more")
+
 
 class TestMemoryBlobStore(IBlobStoreTestsMixin):
     def make_store(self, directory: Path) -> IBlobStore:
         return MemoryBlobStore()
-
-    def test_spool_file_for_tailing_readers(self, tmp_path: Path) -> None:
-        store = MemoryBlobStore(spool_dir=FilePath(str(tmp_path)))
-        spool = store.new_spool()
-        spool.write(b"abc")
-        assert spool.path is not None and spool.path.getContent() == b"abc"
-        result(spool.commit())
-        assert os.listdir(tmp_path) == []
 
 
 def file_store(root: Path) -> FileBlobStore:
@@ -934,6 +956,57 @@ class TestFileBlobStore(IBlobStoreTestsMixin):
         aborted.write(b"x")
         aborted.abort()
         assert not os.path.exists(aborted.path.path)
+
+    def test_appends_are_written_off_the_callers_thread_in_order(self, tmp_path: Path) -> None:
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+
+        def later(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            jobs.append((f, args, d))
+            return d
+
+        def run_jobs() -> None:
+            while jobs:
+                f, args, d = jobs.pop(0)
+                d.callback(f(*args))
+
+        store = FileBlobStore(FilePath(str(tmp_path)), runner=later)
+        spool = store.new_spool()
+        assert spool.append(b"a" * 1000) is True
+        spool.append(b"b" * 1000)
+        # Nothing touched the disk in the caller's thread; the digest is not known yet.
+        assert spool.path.getContent() == b""
+        with pytest.raises(ValueError):
+            spool.hexdigest()
+        flushed = spool.flush()
+        run_jobs()
+        assert result(flushed) is None
+        assert spool.path.getContent() == b"a" * 1000 + b"b" * 1000
+        assert len(spool.path.getContent()) == spool.size
+
+        # A backlog past the high-water mark asks the source to pause until it drains.
+        drained: list[bool] = []
+        big = b"x" * (1024 * 1024)
+        answers = [spool.append(big) for _ in range(10)]
+        assert answers[-1] is False
+        spool.when_drained(lambda: drained.append(True))
+        assert drained == []
+        run_jobs()
+        assert drained == [True]
+        committed = spool.commit()
+        run_jobs()
+        assert result(committed) == sha(b"a" * 1000 + b"b" * 1000 + big * 10)
+
+    def test_a_failed_write_fails_the_spool(self, tmp_path: Path) -> None:
+        store = file_store(tmp_path)
+        spool = store.new_spool()
+        spool._file.close()  # the disk is gone, say
+        spool.append(b"lost")
+        failure_of(spool.flush(), ValueError, OSError)
+        with pytest.raises(ValueError, match="could not be written"):
+            spool.append(b"more")
+        failure_of(spool.commit(), ValueError, OSError)
+        assert os.listdir(tmp_path / "tmp") == []
 
     def test_mismatch_leaves_no_file(self, tmp_path: Path) -> None:
         store = file_store(tmp_path)

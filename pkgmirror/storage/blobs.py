@@ -12,15 +12,17 @@ import io
 import os
 import re
 import uuid
+from collections.abc import Callable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from pkgmirror.interfaces import IBlobStore, ISpool, NotFound
+from pkgmirror.interfaces import IBlobStore, ISpool, ISpoolReader, NotFound
 from pkgmirror.storage.threads import Runner, in_thread_pool
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
@@ -91,10 +93,19 @@ def _discard(file: io.FileIO, temp: str) -> None:
     _remove(temp)
 
 
+# Appended bytes not yet on disk past which the spool asks its source to pause (see ``append``).
+HIGH_WATER = 8 * 1024 * 1024
+
+
 @implementer(ISpool)
 @attrs.define(eq=False)
 class FileSpool:
-    """A blob being written to a temporary file; made by :meth:`FileBlobStore.new_spool`."""
+    """
+    A blob being written to a temporary file; made by :meth:`FileBlobStore.new_spool`.
+
+    ``write`` blocks (uploads call it in a thread); ``append`` queues, and the queued bytes are
+    hashed and written in the store's thread pool, one batch at a time, in order.
+    """
 
     path: FilePath[str]
     _store: FileBlobStore
@@ -102,42 +113,184 @@ class FileSpool:
     _hash: hashlib._Hash = attrs.field(factory=hashlib.sha256)
     size: int = 0
     _done: bool = False
+    # Bytes hashed and on disk (``size`` counts appended ones too).
+    _written: int = 0
+    _queued: list[bytes] = attrs.field(factory=list)
+    _busy: bool = False
+    _broken: Failure | None = None
+    _waiting: list[tuple[int, Deferred[None]]] = attrs.field(factory=list)
+    _drained: list[Callable[[], None]] = attrs.field(factory=list)
+    _after_busy: Callable[[], None] | None = None
 
     def write(self, data: bytes) -> None:
         if self._done:
             raise ValueError("spool already committed or aborted")
-        # Unbuffered, so readers tailing ``path`` see every byte as soon as it is written.
-        view = memoryview(data)
-        while view:
-            view = view[self._file.write(view) or 0 :]
-        self._hash.update(data)
+        self._write_all((data,))
         self.size += len(data)
+        self._written = self.size
+
+    def _write_all(self, chunks: Sequence[bytes]) -> None:
+        for data in chunks:
+            view = memoryview(data)
+            while view:
+                view = view[self._file.write(view) or 0 :]
+            self._hash.update(data)
+
+    def append(self, data: bytes) -> bool:
+        if self._done:
+            raise ValueError("spool already committed or aborted")
+        if self._broken is not None:
+            raise ValueError(f"spool could not be written: {self._broken.getErrorMessage()}")
+        self._queued.append(data)
+        self.size += len(data)
+        self._next()
+        return self.size - self._written <= HIGH_WATER
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        if self.size - self._written <= HIGH_WATER // 2:
+            callback()
+        else:
+            self._drained.append(callback)
+
+    def _next(self) -> None:
+        if self._busy or not self._queued or self._broken is not None:
+            return
+        batch, self._queued = self._queued, []
+        self._busy = True
+        self._store._run(self._write_all, batch).addCallbacks(
+            self._wrote, self._failed, callbackArgs=(sum(map(len, batch)),)
+        )
+
+    def _wrote(self, _: object, count: int) -> None:
+        self._busy = False
+        self._written += count
+        ready = [d for end, d in self._waiting if end <= self._written]
+        self._waiting = [(end, d) for end, d in self._waiting if end > self._written]
+        if self._drained and self.size - self._written <= HIGH_WATER // 2:
+            drained, self._drained = self._drained, []
+            for callback in drained:
+                callback()
+        if self._after_busy is not None:
+            self._after_busy()
+        else:
+            self._next()
+        for d in ready:
+            d.callback(None)
+
+    def _failed(self, failure: Failure) -> None:
+        self._busy = False
+        self._broken = failure
+        waiting, self._waiting = self._waiting, []
+        for _, d in waiting:
+            d.errback(failure)
+        # Whoever paused for the backlog goes on, and learns of the failure at its next append.
+        drained, self._drained = self._drained, []
+        for callback in drained:
+            callback()
+        if self._after_busy is not None:
+            self._after_busy()
+
+    def _until_written(self, end: int) -> Deferred[None]:
+        if self._broken is not None:
+            return fail(self._broken)
+        if end <= self._written:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append((end, d))
+        return d
+
+    def flush(self) -> Deferred[None]:
+        return self._until_written(self.size)
+
+    def reader(self) -> SpoolReader | None:
+        if self._done:
+            return None
+        # Its own descriptor: it stays valid when the spool's file is committed (renamed and
+        # closed) while the reader is still catching up.
+        return SpoolReader(self, os.dup(self._file.fileno()))
 
     def hexdigest(self) -> str:
+        if self._written != self.size:
+            raise ValueError("appended bytes are still being written: flush first")
         return self._hash.hexdigest()
 
     def commit(self, expected_sha256: str | None = None) -> Deferred[str]:
         if self._done:
             return fail(ValueError("spool already committed or aborted"))
+        d = self.flush()
         self._done = True
-        sha256 = self.hexdigest()
-        if expected_sha256 is not None and expected_sha256.lower() != sha256:
-            d = self._store._finish(self, None)
 
-            def mismatch(_: object) -> str:
-                raise ValueError(f"sha256 mismatch: expected {expected_sha256}, got {sha256}")
+        def finish(_: object) -> Deferred[str]:
+            sha256 = self.hexdigest()
+            if expected_sha256 is not None and expected_sha256.lower() != sha256:
 
-            return d.addCallback(mismatch)
-        return self._store._finish(self, sha256).addCallback(lambda _: sha256)
+                def mismatch(_: object) -> str:
+                    raise ValueError(f"sha256 mismatch: expected {expected_sha256}, got {sha256}")
+
+                return self._store._finish(self, None).addCallback(mismatch)
+            return self._store._finish(self, sha256).addCallback(lambda _: sha256)
+
+        def broken(failure: Failure) -> Failure:
+            self._store._finish(self, None).addErrback(lambda _: None)
+            return failure
+
+        return d.addCallbacks(finish, broken)
 
     def abort(self) -> None:
         if self._done:
             return
         self._done = True
+        self._queued.clear()
+        failure = Failure(ValueError("spool aborted"))
+        waiting, self._waiting = self._waiting, []
+        for _, d in waiting:
+            d.errback(failure)
+        if self._busy:
+            # A batch is being written in a thread: the file is closed once it is done.
+            self._after_busy = self._discard
+        else:
+            self._discard()
+
+    def _discard(self) -> None:
         # Closing and unlinking a local file are quick and must happen even if the reactor is
         # about to stop, so they are not deferred to a thread.
         _discard(self._file, self.path.path)
         self._store._forget(self)
+
+
+@implementer(ISpoolReader)
+@attrs.define(eq=False)
+class SpoolReader:
+    """Reads what a FileSpool holds, in the store's thread pool, through its own descriptor."""
+
+    _spool: FileSpool
+    _fd: int
+    _reading: bool = False
+    _closed: bool = False
+
+    def read(self, offset: int, length: int) -> Deferred[bytes]:
+        if self._closed or self._reading:
+            return fail(ValueError("reader closed or already reading"))
+        if offset < 0 or length < 0 or offset + length > self._spool.size:
+            return fail(ValueError(f"no bytes {offset}+{length} in a spool of {self._spool.size}"))
+        self._reading = True
+
+        def read(_: object) -> Deferred[bytes]:
+            return self._spool._store._run(os.pread, self._fd, length, offset)
+
+        def done(result: object) -> object:
+            self._reading = False
+            if self._closed:
+                os.close(self._fd)
+            return result
+
+        return self._spool._until_written(offset + length).addCallback(read).addBoth(done)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._reading:
+                os.close(self._fd)
 
 
 @implementer(IBlobStore)
@@ -236,12 +389,13 @@ class FileBlobStore:
     def new_spool(self) -> FileSpool:
         name = f"{_SPOOL_PREFIX}{uuid.uuid4().hex}"
         path = self._tmp.child(name)
-        # "xb": a fresh name must not clobber anything. Opening a local file is quick enough for
+        # "x": a fresh name must not clobber anything. Opening a local file is quick enough for
         # the reactor thread, like the appends that follow.
         # Known as live before it exists, so a concurrent sweep can never take it for stale.
         self._live.add(name)
         try:
-            file = open(path.path, "xb", buffering=0)
+            # Readable too: its readers share the open file (see ``FileSpool.reader``).
+            file = open(path.path, "xb+", buffering=0)
         except BaseException:
             self._live.discard(name)
             raise

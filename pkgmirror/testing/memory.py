@@ -8,14 +8,22 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Iterable
-from typing import BinaryIO, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from pkgmirror.interfaces import Conflict, IBlobStore, ISpool, IStorage, NotFound, StorageError
+from pkgmirror.interfaces import (
+    Conflict,
+    IBlobStore,
+    ISpool,
+    ISpoolReader,
+    IStorage,
+    NotFound,
+    StorageError,
+)
 from pkgmirror.model import IndexConfig, MirrorFile, MirrorPageState, ReleaseFile, User
 from pkgmirror.namelist import NameList
 from pkgmirror.names import normalize
@@ -373,14 +381,10 @@ class MemoryStorage:
 @implementer(ISpool)
 @attrs.define(eq=False)
 class MemorySpool:
-    """
-    A spool in memory. ``path`` is None unless the store was given a ``spool_dir``, in which
-    case the bytes are also written there so readers can tail the file.
-    """
+    """A spool in memory, like a remote store's: no local ``path``."""
 
     _store: MemoryBlobStore
-    path: FilePath[str] | None = None
-    _file: BinaryIO | None = None
+    path: None = None
     _chunks: list[bytes] = attrs.field(factory=list)
     _hash: hashlib._Hash = attrs.field(factory=hashlib.sha256)
     size: int = 0
@@ -389,28 +393,30 @@ class MemorySpool:
     def write(self, data: bytes) -> None:
         if self._done:
             raise ValueError("spool already committed or aborted")
-        self._chunks.append(data)
+        self._chunks.append(bytes(data))
         self._hash.update(data)
         self.size += len(data)
-        if self._file is not None:
-            self._file.write(data)
-            self._file.flush()
+
+    def append(self, data: bytes) -> bool:
+        self.write(data)
+        return True
+
+    def when_drained(self, callback: Callable[[], None]) -> None:
+        callback()
+
+    def flush(self) -> Deferred[None]:
+        return succeed(None)
+
+    def reader(self) -> MemorySpoolReader | None:
+        return None if self._done else MemorySpoolReader(self._chunks)
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-    def _drop_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            assert self.path is not None
-            if self.path.exists():
-                self.path.remove()
 
     def commit(self, expected_sha256: str | None = None) -> Deferred[str]:
         if self._done:
             return fail(ValueError("spool already committed or aborted"))
         self._done = True
-        self._drop_file()
         sha256 = self.hexdigest()
         if expected_sha256 is not None and expected_sha256.lower() != sha256:
             return fail(ValueError(f"sha256 mismatch: expected {expected_sha256}, got {sha256}"))
@@ -418,10 +424,23 @@ class MemorySpool:
         return succeed(sha256)
 
     def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            self._drop_file()
+        self._done = True
         self._chunks.clear()
+
+
+@implementer(ISpoolReader)
+@attrs.define(eq=False)
+class MemorySpoolReader:
+    _chunks: list[bytes]
+
+    def read(self, offset: int, length: int) -> Deferred[bytes]:
+        data = b"".join(self._chunks)
+        if offset < 0 or length < 0 or offset + length > len(data):
+            return fail(ValueError(f"no bytes {offset}+{length} in a spool of {len(data)}"))
+        return succeed(data[offset : offset + length])
+
+    def close(self) -> None:
+        pass
 
 
 @implementer(IBlobStore)
@@ -433,9 +452,7 @@ class MemoryBlobStore:
     ``local_path`` answers None, like a remote store: readers must use ``read``.
     """
 
-    _spool_dir: FilePath[str] | None = None
     blobs: dict[str, bytes] = attrs.field(factory=dict)
-    _spool_count: int = 0
 
     def has(self, sha256: str) -> Deferred[bool]:
         return succeed(sha256 in self.blobs)
@@ -454,12 +471,7 @@ class MemoryBlobStore:
         return succeed(data)
 
     def new_spool(self) -> MemorySpool:
-        if self._spool_dir is None:
-            return MemorySpool(store=self)
-        self._spool_count += 1
-        self._spool_dir.makedirs(ignoreExistingDirectory=True)
-        path = self._spool_dir.child(f"spool-{id(self)}-{self._spool_count}")
-        return MemorySpool(store=self, path=path, file=open(path.path, "wb"))
+        return MemorySpool(store=self)
 
     def put_bytes(self, data: bytes) -> Deferred[str]:
         sha256 = hashlib.sha256(data).hexdigest()

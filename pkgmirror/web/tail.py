@@ -1,19 +1,22 @@
 """
-Serving a file while its cache fill is still downloading it: a push producer that tails the
-spool file, never past what the fill allows (all but the last byte until the hash matched).
+Serving a file while its cache fill is still downloading it: a push producer that follows the
+fill, never past what it allows (all but the last byte until the hash matched). Bytes still in
+the fill's memory are sent from there; a client that fell behind reads the spool.
 """
 
 from __future__ import annotations
 
-import os
-from typing import IO
-
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from pkgmirror.fill import FileFill
+from pkgmirror.interfaces import ISpoolReader
 from pkgmirror.web.util import abort
+
+log = Logger()
 
 CHUNK = 256 * 1024
 
@@ -27,22 +30,22 @@ class TailProducer:
     5 MB/s.)
     """
 
-    def __init__(self, request: Request, fill: FileFill, handle: IO[bytes]) -> None:
+    def __init__(self, request: Request, fill: FileFill, reader: ISpoolReader) -> None:
         self._request = request
         self._fill = fill
-        self._handle = handle
+        self._reader = reader
         self._sent = 0
         self._paused = False
         self._stopped = False
+        self._reading = False
 
     @classmethod
     def open(cls, request: Request, fill: FileFill) -> TailProducer | None:
-        """A producer on the fill's spool, or None when the spool is gone (committed)."""
-        try:
-            handle = open(fill.spool.path.path, "rb")
-        except OSError:
+        """A producer following the fill, or None when the spool is gone (committed)."""
+        reader = fill.spool.reader()
+        if reader is None:
             return None
-        return cls(request, fill, handle)
+        return cls(request, fill, reader)
 
     def start(self) -> None:
         self._fill.listen(self._changed)
@@ -62,14 +65,17 @@ class TailProducer:
 
     def _pump(self) -> None:
         # Writing may pause us (the transport's buffer is full): check before every chunk.
-        while not self._stopped and not self._paused:
+        while not self._stopped and not self._paused and not self._reading:
             if self._fill.failure is not None:
                 self._failed()
                 return
             limit = self._fill.readable
             if self._sent < limit:
-                data = os.pread(self._handle.fileno(), min(CHUNK, limit - self._sent), self._sent)
-                if not data:
+                wanted = min(CHUNK, limit - self._sent)
+                data = self._fill.recent(self._sent, wanted)
+                if data is None:
+                    self._reading = True
+                    self._reader.read(self._sent, wanted).addCallbacks(self._read, self._unread)
                     return
                 self._sent += len(data)
                 self._request.write(data)
@@ -79,6 +85,25 @@ class TailProducer:
                 self._request.unregisterProducer()
                 self._request.finish()
             return
+
+    def _read(self, data: bytes) -> None:
+        self._reading = False
+        if self._stopped:
+            return
+        self._sent += len(data)
+        self._request.write(data)
+        self._pump()
+
+    def _unread(self, failure: Failure) -> None:
+        self._reading = False
+        if self._stopped:
+            return
+        if self._fill.failure is not None:
+            self._failed()
+            return
+        log.failure("reading a download's spool", failure)
+        self._stop()
+        abort(self._request)
 
     def _failed(self) -> None:
         self._stop()
@@ -103,4 +128,4 @@ class TailProducer:
         if not self._stopped:
             self._stopped = True
             self._fill.unlisten(self._changed)
-            self._handle.close()
+            self._reader.close()
