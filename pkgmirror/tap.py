@@ -159,6 +159,16 @@ class Options(usage.Options):
             check_or_init_serverdir(serverdir)
         except InitError as e:
             raise usage.UsageError(str(e)) from None
+        from pkgmirror.serverlock import ServerDirInUse, check_free
+
+        # Checked here for a one-line refusal before twistd goes on; taken when the service
+        # starts, in the process that will run (after a daemon's fork).
+        try:
+            check_free(serverdir)
+        except ServerDirInUse as e:
+            raise usage.UsageError(str(e)) from None
+        except OSError as e:
+            raise usage.UsageError(f"cannot use serverdir {serverdir.path}: {e.strerror}") from None
         self["serverdir"] = serverdir
 
 
@@ -320,6 +330,8 @@ class PkgmirrorService(service.MultiService):
         self.ready: Deferred[None] = Deferred()
         self.stop_requested = False
         self.hurry = False
+        # The serverdir's lock (a descriptor), held until the process ends.
+        self.lock: int | None = None
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
@@ -350,8 +362,11 @@ class PkgmirrorService(service.MultiService):
         from twisted.internet.endpoints import serverFromString
 
         from pkgmirror.assemble import build_server, build_site
+        from pkgmirror.serverlock import hold
 
         opts = self.options
+        if self.lock is None:
+            self.lock = hold(opts["serverdir"])
         self.server, self.http_pool = await build_server(self.reactor, opts)
         from pkgmirror.serverinit import BLOBS
 

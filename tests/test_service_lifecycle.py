@@ -244,9 +244,10 @@ def test_stale_pid_files_do_not_stop_a_start(tmp_path: Path) -> None:
     port = free_port()
     pid = start_daemon(serverdir, port, pidfile, logfile)
     try:
-        # A second server on the same pid file is refused while the first one runs.
+        # A second server on the same pid file is refused while the first one runs (on
+        # another serverdir: on the same one the serverdir's lock refuses it first).
         second = subprocess.run(
-            daemon_command(serverdir, free_port(), pidfile, tmp_path / "log2"),
+            daemon_command(tmp_path / "server2", free_port(), pidfile, tmp_path / "log2"),
             env=server_env(),
             capture_output=True,
             text=True,

@@ -78,6 +78,24 @@ def test_uncreatable_serverdir_is_one_line(tmp_path: Path) -> None:
     assert "serverdir" in line
 
 
+def test_a_second_server_on_the_same_serverdir_is_refused(tmp_path: Path) -> None:
+    serverdir = tmp_path / "sd"
+    with ServerProcess.start(serverdir) as server:
+        line = one_line_error(twistd("--serverdir", str(serverdir), "--port", "0", cwd=tmp_path))
+        assert line == (
+            f"pkgmirror: {serverdir} is in use by another pkgmirror (pid {server.process.pid})"
+        )
+        # The first one serves on, undisturbed.
+        status, _, _ = server.request("GET", "+api")
+        assert status == 200
+        # A process killed outright leaves no lock behind: the kernel drops it.
+        server.process.kill()
+        server.process.wait()
+    with ServerProcess.start(serverdir) as again:
+        status, _, _ = again.request("GET", "+api")
+        assert status == 200
+
+
 def test_empty_serverdir_is_initialised_with_root_and_root_pypi(tmp_path: Path) -> None:
     serverdir = tmp_path / "fresh"
     with ServerProcess.start(serverdir) as server:
