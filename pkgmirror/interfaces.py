@@ -285,3 +285,10 @@ class IBlobStore(Interface):
 
     def discard_stale_spools() -> Deferred[int]:
         """Deferred[int]: removes temporary files left by a crash; fires with how many."""
+
+    def list_prefix(prefix: str) -> Deferred[list[str]]:
+        """
+        Deferred[list[str]], sorted: the sha256 of every stored blob that starts with
+        ``prefix`` (two hex digits), so that all blobs can be walked in 256 bounded steps.
+        Fails with ValueError for any other prefix.
+        """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -18,6 +18,9 @@ from twisted.python.filepath import FilePath
 from pkgmirror import __version__, auth
 from pkgmirror.config import ConfigError, check_mirror_url
 from pkgmirror.model import IndexConfig, User
+
+if TYPE_CHECKING:
+    from pkgmirror.gc import GcReport
 
 MARKER = ".pkgmirror-serverdir"
 DATABASE = "pkgmirror.sqlite"
@@ -132,3 +135,34 @@ def init_serverdir(
         _result(db.close())
     marker = {"pkgmirror": True, "version": __version__, "layout": 1, "storage": storage}
     path.child(MARKER).setContent(json.dumps(marker).encode())
+
+
+def gc_serverdir(serverdir: str, dry_run: bool) -> GcReport:
+    """
+    Removes the blobs of ``serverdir`` that nothing references, and interrupted writes. Refuses
+    (InitError) while a server runs on it, and holds it meanwhile so that none starts.
+    """
+    from pkgmirror.gc import collect
+    from pkgmirror.serverlock import ServerDirInUse, hold
+    from pkgmirror.storage.blobs import FileBlobStore
+    from pkgmirror.storage.sqlite import SQLiteStorage
+    from pkgmirror.storage.threads import run_synchronously
+
+    path = FilePath(os.path.expanduser(serverdir))
+    if not is_serverdir(path):
+        raise InitError(f"{path.path} is not a pkgmirror server directory")
+    try:
+        lock = hold(path)
+    except ServerDirInUse as e:
+        raise InitError(f"{e}: stop it first") from None
+    except OSError as e:
+        raise InitError(f"cannot use serverdir {path.path}: {e.strerror}") from None
+    try:
+        db = _result(SQLiteStorage.open(path.child(DATABASE), runner=run_synchronously))
+        try:
+            blobs = FileBlobStore(path.child(BLOBS), runner=run_synchronously)
+            return _result(Deferred.fromCoroutine(collect(db, blobs, dry_run=dry_run)))
+        finally:
+            _result(db.close())
+    finally:
+        os.close(lock)

@@ -888,6 +888,17 @@ class IBlobStoreTestsMixin:
         spool.write(b"!")
         assert result(spool.commit()) == sha(b"still arriving!")
 
+    def test_list_prefix_names_the_stored_blobs_in_256_steps(self, store: IBlobStore) -> None:
+        names = {result(store.put_bytes(f"blob {i}".encode())) for i in range(300)}
+        spool = store.new_spool()
+        spool.write(b"not committed: not listed")
+        listed = [result(store.list_prefix(f"{i:02x}")) for i in range(256)]
+        assert all(step == sorted(step) for step in listed)
+        assert [n for step in listed for n in step] == sorted(names)
+        for bad in ("", "a", "abc", "AB", "zz", "../"):
+            failure_of(store.list_prefix(bad), ValueError)
+        spool.abort()
+
     def test_appended_bytes_are_read_back_and_committed(self, store: IBlobStore) -> None:
         spool = store.new_spool()
         assert verifyObject(ISpool, spool)
@@ -956,6 +967,15 @@ class TestFileBlobStore(IBlobStoreTestsMixin):
         aborted.write(b"x")
         aborted.abort()
         assert not os.path.exists(aborted.path.path)
+
+    def test_list_prefix_lists_only_blobs_where_their_name_puts_them(self, tmp_path: Path) -> None:
+        store = file_store(tmp_path)
+        name = result(store.put_bytes(b"a blob"))
+        folder = tmp_path / name[:2] / name[2:4]
+        (folder / "notes.txt").write_text("not a blob")
+        misplaced = name[:2] + "00" + name[4:] if name[2:4] != "00" else name[:2] + "11" + name[4:]
+        (folder / misplaced).write_bytes(b"a blob under the wrong folder")
+        assert result(store.list_prefix(name[:2])) == [name]
 
     def test_appends_are_written_off_the_callers_thread_in_order(self, tmp_path: Path) -> None:
         jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []

@@ -95,6 +95,43 @@ def cmd_init(ctx: Context) -> int:
     return EXIT_OK
 
 
+# -- gc ----------------------------------------------------------------------------------------
+
+
+def cmd_gc(ctx: Context) -> int:
+    try:
+        from pkgmirror.serverinit import InitError, gc_serverdir
+    except ImportError as error:
+        raise CommandError(f"the server part of pkgmirror is not installed: {error}") from error
+
+    args = ctx.args
+    serverdir = os.path.expanduser(args.serverdir)
+    try:
+        report = gc_serverdir(serverdir, args.dry_run)
+    except InitError as error:
+        raise CommandError(str(error)) from error
+    if ctx.json_output:
+        ctx.emit_json(
+            {
+                "serverdir": serverdir,
+                "dry_run": args.dry_run,
+                "blobs": report.blobs,
+                "unreferenced": list(report.unreferenced),
+                "unreferenced_bytes": report.unreferenced_bytes,
+                "stale_spools": report.stale_spools,
+            }
+        )
+        return EXIT_OK
+    verb = "would remove" if args.dry_run else "removed"
+    ctx.line(
+        f"{report.blobs} stored files; {verb} {len(report.unreferenced)} that nothing"
+        f" references ({report.unreferenced_bytes:,} bytes)"
+    )
+    if not args.dry_run:
+        ctx.line(f"removed {report.stale_spools} partial writes left by an earlier stop")
+    return EXIT_OK
+
+
 # -- use ---------------------------------------------------------------------------------------
 
 

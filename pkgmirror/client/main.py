@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="upstream simple index of root/pypi (default $PKGMIRROR_PYPI_URL)",
     )
 
+    p = add(
+        "gc",
+        commands.cmd_gc,
+        "remove stored files nothing references (runs locally, with the server stopped)",
+    )
+    p.add_argument("--serverdir", default="~/.pkgmirror/server", metavar="DIR")
+    p.add_argument("--dry-run", action="store_true", help="report what would go, remove nothing")
+
     p = add("use", commands.cmd_use, "choose the server and index; show login state and URLs")
     p.add_argument("url", nargs="?", metavar="URL[/USER/INDEX]", help="or USER/INDEX on the server")
     p.add_argument(

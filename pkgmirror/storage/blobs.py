@@ -26,6 +26,7 @@ from pkgmirror.interfaces import IBlobStore, ISpool, ISpoolReader, NotFound
 from pkgmirror.storage.threads import Runner, in_thread_pool
 
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_PREFIX = re.compile(r"[0-9a-f]{2}\Z")
 _SPOOL_PREFIX = "spool-"
 
 
@@ -428,6 +429,30 @@ class FileBlobStore:
         if not is_sha256(sha256):
             return succeed(None)
         return self._run(_remove, self._blob_path(sha256))
+
+    def list_prefix(self, prefix: str) -> Deferred[list[str]]:
+        if not _PREFIX.match(prefix):
+            return fail(ValueError(f"not a two hex digit prefix: {prefix!r}"))
+        top = os.path.join(self._root.path, prefix)
+
+        def walk() -> list[str]:
+            found: list[str] = []
+            try:
+                middles = os.listdir(top)
+            except FileNotFoundError:
+                return found
+            for middle in middles:
+                try:
+                    names = os.listdir(os.path.join(top, middle))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                # Only files where their name says they are: anything else is not ours.
+                found.extend(
+                    n for n in names if is_sha256(n) and n[:2] == prefix and n[2:4] == middle
+                )
+            return sorted(found)
+
+        return self._run(walk)
 
     def discard_stale_spools(self) -> Deferred[int]:
         """Safe at any time: spools this store is still writing or committing are kept."""

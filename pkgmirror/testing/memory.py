@@ -486,5 +486,10 @@ class MemoryBlobStore:
         # Memory does not survive a crash, so nothing is ever stale.
         return succeed(0)
 
+    def list_prefix(self, prefix: str) -> Deferred[list[str]]:
+        if len(prefix) != 2 or any(c not in "0123456789abcdef" for c in prefix):
+            return fail(ValueError(f"not a two hex digit prefix: {prefix!r}"))
+        return succeed(sorted(k for k in self.blobs if k.startswith(prefix)))
+
 
 __all__ = ["MemoryBlobStore", "MemorySpool", "MemoryStorage"]
