@@ -5,6 +5,7 @@ The subcommands. Each takes the :class:`Context` and returns an exit code or rai
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -68,17 +69,21 @@ def _quote(segment: str) -> str:
 # -- init --------------------------------------------------------------------------------------
 
 
-def cmd_init(ctx: Context) -> int:
+def _serverinit() -> Any:
+    """pkgmirror.serverinit, imported only by the commands that run locally on a serverdir."""
     # Imported here so that the client commands never load the server's modules.
     try:
-        from pkgmirror.serverinit import InitError, init_serverdir
+        return importlib.import_module("pkgmirror.serverinit")
     except ImportError as error:
         raise CommandError(f"the server part of pkgmirror is not installed: {error}") from error
 
+
+def cmd_init(ctx: Context) -> int:
+    serverinit = _serverinit()
     args = ctx.args
     serverdir = os.path.expanduser(args.serverdir)
     try:
-        init_serverdir(
+        serverinit.init_serverdir(
             serverdir,
             args.root_passwd,
             args.storage,
@@ -86,7 +91,7 @@ def cmd_init(ctx: Context) -> int:
             args.no_root_pypi,
             args.pypi_url or os.environ.get("PKGMIRROR_PYPI_URL") or None,
         )
-    except InitError as error:
+    except serverinit.InitError as error:
         raise CommandError(str(error)) from error
     if ctx.json_output:
         ctx.emit_json({"serverdir": serverdir})
@@ -99,16 +104,12 @@ def cmd_init(ctx: Context) -> int:
 
 
 def cmd_gc(ctx: Context) -> int:
-    try:
-        from pkgmirror.serverinit import InitError, gc_serverdir
-    except ImportError as error:
-        raise CommandError(f"the server part of pkgmirror is not installed: {error}") from error
-
+    serverinit = _serverinit()
     args = ctx.args
     serverdir = os.path.expanduser(args.serverdir)
     try:
-        report = gc_serverdir(serverdir, args.dry_run)
-    except InitError as error:
+        report = serverinit.gc_serverdir(serverdir, args.dry_run)
+    except serverinit.InitError as error:
         raise CommandError(str(error)) from error
     if ctx.json_output:
         ctx.emit_json(

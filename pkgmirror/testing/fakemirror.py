@@ -48,17 +48,6 @@ class FakeStream:
     on_start: Any
     on_data: Any
     done: Deferred[None] = attrs.field(factory=Deferred)
-    # Also the download's producer: the fill pauses it while the disk catches up.
-    paused: bool = False
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def stopProducing(self) -> None:
-        pass
 
     def send(self, data: bytes, length: int | None = None) -> None:
         self.on_start(FileStart(len(data) if length is None else length, None))
@@ -114,9 +103,8 @@ class FakeUpstream:
     async def stream_file(
         self, url: str, on_start: Any, on_data: Any, on_source: Any = None
     ) -> None:
+        # No producer for on_source: a fill that never pauses its download (see test_tail).
         stream = FakeStream(url, on_start, on_data)
-        if on_source is not None:
-            on_source(stream)
         self.streams.append(stream)
         await stream.done
 
