@@ -18,6 +18,7 @@ from pkgmirror.mirror import Mirror
 from pkgmirror.model import IndexConfig, MirrorFile, ReleaseFile
 from pkgmirror.names import is_safe_path_segment
 from pkgmirror.server import Refused, Server
+from pkgmirror.web import sendfile
 from pkgmirror.web.tail import TailProducer
 from pkgmirror.web.upload import delete_file
 from pkgmirror.web.util import AsyncResource, finish, query_flag, wants_json
@@ -94,11 +95,15 @@ class FilesResource(AsyncResource):
             return False
         if not any(request.getHeader(h) is not None for h in _STATIC_FILE_HEADERS):
             data = await self._small_blob(sha256, path)
-            if data is not None:
+            if data is not None or request.method == b"GET":
                 request.setHeader(b"Cache-Control", IMMUTABLE)
                 request.setHeader(b"Accept-Ranges", b"bytes")
                 request.setHeader(b"Content-Type", content_type.encode())
+            if data is not None:
                 finish(request, data)
+                return True
+            transport = sendfile.usable(request) if request.method == b"GET" else None
+            if transport is not None and sendfile.send(request, path.path, transport):
                 return True
         serve_path(request, path, content_type)
         return True
