@@ -134,6 +134,9 @@ class Download(threading.Thread):
                 if name.strip().lower() == "content-length":
                     self.length = int(value)
             began = time.monotonic()
+            if not body:
+                # The headers may come alone (the body follows by sendfile).
+                body = sock.recv(65536)
             while body:
                 self.received += len(body)
                 self.digest.update(body)
