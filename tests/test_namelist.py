@@ -105,3 +105,21 @@ def test_pieces_are_the_rendered_page(names: list[str]) -> None:
     listed = NameList.of(names)
     assert b"".join(iter_list_html(listed)) == render_list_html(plain(names))
     assert b"".join(iter_list_json(listed)) == render_list_json(plain(names))
+
+
+# Queries: fragments of the names themselves as well as arbitrary text.
+fragments = st.one_of(st.sampled_from(["a", "ab", "a-", "-b", "b", "A"]), hostile_text())
+
+
+@given(any_names, fragments, st.integers(min_value=1, max_value=100))
+def test_searches_find_what_a_scan_of_the_list_finds(
+    names: list[str], query: str, limit: int
+) -> None:
+    listed = NameList.of(names)
+    every = plain(names)
+    assert listed.starting_with(query, limit) == [n for n in every if n.startswith(query)][:limit]
+    wanted = [n for n in every if query in n] if query and "\n" not in query else []
+    assert listed.containing(query, limit) == wanted[:limit]
+    for name in every:
+        assert name in listed
+    assert (query in listed) == (query in every)

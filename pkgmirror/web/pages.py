@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import itertools
 import os
 import time
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -351,15 +352,18 @@ async def name_index(server: Server, config: IndexConfig) -> search_pages.NameIn
         return hit[2]
 
     async def build() -> search_pages.NameIndex:
-        names: list[str]
+        names: Iterable[str]
         if mirror is None:
             names = list(server.stage_projects.get(config.key, ()))
+            count = len(names)
         elif config.mirror_no_project_list:
             names = await mirror.cached_projects()
+            count = len(names)
         else:
-            # project_names() is the mirror's own shared list: never extend it in place.
-            names = [*await mirror.project_names(), *await mirror.cached_projects()]
-        if len(names) > BUILD_IN_THREAD_ABOVE:
+            # Read block by block (a NameList): a million names never become a list here.
+            listed, cached = await mirror.project_names(), await mirror.cached_projects()
+            names, count = itertools.chain(listed, cached), len(listed) + len(cached)
+        if count > BUILD_IN_THREAD_ABOVE:
             built: search_pages.NameIndex = await server.run_in_thread(
                 lambda: search_pages.NameIndex(names)
             )
