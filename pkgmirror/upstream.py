@@ -340,8 +340,9 @@ class Upstream:
         # pool, an in-memory agent) runs the coroutine up to its first kick synchronously.
         state["kick"] = kick
         kick(self.timeout)
-        state["on_source"] = on_source
-        d: Deferred[None] = Deferred.fromCoroutine(self._stream(url, on_start, on_data, state))
+        d: Deferred[None] = Deferred.fromCoroutine(
+            self._stream(url, on_start, on_data, state, on_source)
+        )
         running.append(d)
         try:
             await d
@@ -360,6 +361,7 @@ class Upstream:
         on_start: Callable[[FileStart], None],
         on_data: Callable[[bytes], None],
         state: dict[str, Any],
+        on_source: Callable[[IPushProducer], None] | None,
     ) -> None:
         headers = self._headers(url, {"Accept-Encoding": "identity"})
         try:
@@ -388,8 +390,8 @@ class Upstream:
                 finished.callback(None)
             else:
                 response.deliverBody(body)
-                if state["on_source"] is not None and body.transport is not None:
-                    state["on_source"](_Source(body.transport, state, self.idle_timeout))
+                if on_source is not None and body.transport is not None:
+                    on_source(_Source(body.transport, state, self.idle_timeout))
             await finished
         except CancelledError:
             raise

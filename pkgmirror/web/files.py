@@ -37,8 +37,6 @@ class _BlobFile(static.File):
 
 def serve_path(request: Request, path: FilePath[Any], content_type: str) -> None:
     """Hands the request to static.File, which finishes it (now, or through its producer)."""
-    request.setHeader(b"Cache-Control", IMMUTABLE)
-    request.setHeader(b"Accept-Ranges", b"bytes")
     resource = _BlobFile(path.path, defaultType=content_type)
     resource.type = content_type
     resource.encoding = None
@@ -93,12 +91,11 @@ class FilesResource(AsyncResource):
         path = self.app.blobs.local_path(sha256)
         if path is None:
             return False
+        request.setHeader(b"Cache-Control", IMMUTABLE)
+        request.setHeader(b"Accept-Ranges", b"bytes")
+        request.setHeader(b"Content-Type", content_type.encode())
         if not any(request.getHeader(h) is not None for h in _STATIC_FILE_HEADERS):
             data = await self._small_blob(sha256, path)
-            if data is not None or request.method == b"GET":
-                request.setHeader(b"Cache-Control", IMMUTABLE)
-                request.setHeader(b"Accept-Ranges", b"bytes")
-                request.setHeader(b"Content-Type", content_type.encode())
             if data is not None:
                 finish(request, data)
                 return True
